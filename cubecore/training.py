@@ -1,0 +1,66 @@
+"""The ``train`` stage: fit the cube on the split and write the model directory.
+
+``models/cube/`` holds ``model.safetensors`` (the best epoch's weights) and ``model.json``
+(cube params, dimension, mode and the teacher's identity): enough to rebuild the model.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from cubecore import artifacts
+from cubecore.config import CubeParams, Params, as_dict
+from cubecore.cube import CubicCore
+from cubecore.errors import CubecoreError
+from cubecore.tasks import task_data
+from cubecore.trainer import Trainer, run_key, seed_everything
+
+log = logging.getLogger(__name__)
+
+
+def load_split(data_dir: str | Path, split_dir: str | Path, mode: str, noise: float, seed: int, names):
+    """The dataset and one TaskData per split name (validation inputs corrupted with ``seed``)."""
+    data = artifacts.Dataset.load(data_dir)
+    splits = {}
+    for offset, name in enumerate(names):
+        pairs = artifacts.read_pairs(Path(split_dir) / f"{name}.tsv")
+        splits[name] = task_data(mode, data.embeddings, pairs, noise, None if name == "train" else seed + offset)
+    return data, splits
+
+
+def train(params: Params, data_dir: str | Path, split_dir: str | Path, model_dir: str | Path,
+          live=None, progress: bool = True) -> dict:
+    p = params.train
+    if p.threads:
+        torch.set_num_threads(p.threads)
+    data, splits = load_split(data_dir, split_dir, p.mode, p.autoencoder.noise, params.base.seed, ("train", "val"))
+    dim = data.embeddings.shape[1]
+    seed_everything(params.base.seed)
+    model = CubicCore(params.cube, dim)
+    key = run_key(as_dict(params.cube), {k: v for k, v in as_dict(p).items() if k != "resume"},
+                  params.base.seed, splits["train"].inputs, splits["val"].targets)
+    trainer = Trainer(model, p, params.base.seed, key)
+    summary = trainer.fit(splits["train"], splits["val"], p.mode, live=live, progress=progress)
+    with artifacts.atomic_dir(model_dir) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+        artifacts.write_json(tmp / "model.json", {"cube": as_dict(params.cube), "dim": dim, "mode": p.mode,
+                                                  "teacher": data.teacher})
+    metrics = {"mode": p.mode, "parameters": model.parameter_count(),
+               "train_rows": len(splits["train"]), "val_rows": len(splits["val"]), **summary,
+               "reached_target_cosine": summary["val_cosine"] >= p.target_cosine}
+    log.info("train: %s", metrics)
+    return {"train": metrics}
+
+
+def load_model(model_dir: str | Path) -> tuple[CubicCore, dict]:
+    """The trained cube (eval mode) and its ``model.json``."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "model.safetensors").exists():
+        raise CubecoreError(f"{model_dir}: no trained model (run `make repro` or `dvc repro` first)")
+    info = artifacts.read_json(model_dir / "model.json")
+    model = CubicCore(CubeParams(**info["cube"]), info["dim"])
+    model.load_state_dict(load_file(str(model_dir / "model.safetensors")))
+    return model.eval(), info

@@ -1,0 +1,14 @@
+"""DVC stage `extract`: dialogue source -> distinct texts -> teacher embeddings."""
+from cubecore.artifacts import write_json
+from cubecore.extraction import extract
+from cubecore.stage import main_guard, stage_args
+
+
+@main_guard
+def main() -> None:
+    args, params = stage_args(__doc__, out="data/extract", metrics="metrics/extract.json")
+    write_json(args.metrics, extract(params, args.out))
+
+
+if __name__ == "__main__":
+    main()

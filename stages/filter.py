@@ -1,0 +1,14 @@
+"""DVC stage `filter`: quality rules over pairs; removed pairs go to a rejects file."""
+from cubecore.artifacts import write_json
+from cubecore.filtering import filter_pairs
+from cubecore.stage import main_guard, stage_args
+
+
+@main_guard
+def main() -> None:
+    args, params = stage_args(__doc__, data="data/extract", out="data/filter", metrics="metrics/filter.json")
+    write_json(args.metrics, filter_pairs(args.data, args.out, params.filter))
+
+
+if __name__ == "__main__":
+    main()

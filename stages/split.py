@@ -1,0 +1,14 @@
+"""DVC stage `split`: seeded, group-aware train/val(/test) split."""
+from cubecore.artifacts import write_json
+from cubecore.splitting import split_pairs
+from cubecore.stage import main_guard, stage_args
+
+
+@main_guard
+def main() -> None:
+    args, params = stage_args(__doc__, data="data/filter", out="data/split", metrics="metrics/split.json")
+    write_json(args.metrics, split_pairs(args.data, args.out, params.split, params.base.seed))
+
+
+if __name__ == "__main__":
+    main()
