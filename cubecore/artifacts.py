@@ -106,10 +106,13 @@ def read_texts(path: str | Path) -> list[str]:
     texts = []
     with open(path, encoding="utf-8") as fh:
         for i, line in enumerate(fh):
-            row = json.loads(line)
-            if row["id"] != i:
-                raise CubecoreError(f"{path}:{i + 1}: ids must be consecutive from 0")
-            texts.append(row["text"])
+            try:
+                row = json.loads(line)
+                if row["id"] != i:
+                    raise CubecoreError(f"{path}:{i + 1}: ids must be consecutive from 0")
+                texts.append(row["text"])
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise CubecoreError(f"{path}:{i + 1}: not a text record ({exc})") from None
     return texts
 
 

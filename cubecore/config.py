@@ -159,7 +159,7 @@ def _check_type(value, hint, name: str):
         origin = typing.get_origin(hint)
     if origin is list:
         if not isinstance(value, list):
-            raise CubecoreError(f"params.yaml: {name} must be a list, got {value!r}")
+            raise CubecoreError(f"{name} must be a list, got {value!r}")
         (item,) = typing.get_args(hint)
         return [_check_type(v, item, f"{name}[{i}]") for i, v in enumerate(value)]
     if dataclasses.is_dataclass(hint):
@@ -167,7 +167,7 @@ def _check_type(value, hint, name: str):
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint in (int, float) and isinstance(value, bool) or not isinstance(value, hint):
-        raise CubecoreError(f"params.yaml: {name} must be {hint.__name__}, got {value!r}")
+        raise CubecoreError(f"{name} must be {hint.__name__}, got {value!r}")
     return value
 
 
@@ -175,13 +175,13 @@ def _build(cls, raw, prefix: str):
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise CubecoreError(f"params.yaml: {prefix} must be a mapping, got {raw!r}")
+        raise CubecoreError(f"{prefix} must be a mapping, got {raw!r}")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - known)
     if unknown:
         where = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
-        raise CubecoreError(f"params.yaml: unknown parameter {where} (known: {', '.join(sorted(known))})")
+        raise CubecoreError(f"unknown parameter {where} (known: {', '.join(sorted(known))})")
     values = {}
     for key, value in raw.items():
         name = f"{prefix}.{key}" if prefix else key
@@ -197,7 +197,7 @@ def _validate(p: Params) -> None:
             value = getattr(value, part)
         if value not in allowed:
             choices = " | ".join(str(a) for a in allowed)
-            raise CubecoreError(f"params.yaml: {name} must be one of {choices}, got {value!r}")
+            raise CubecoreError(f"{name} must be one of {choices}, got {value!r}")
     checks = [
         ("split.val_fraction", 0 < p.split.val_fraction < 1),
         ("split.test_fraction", 0 <= p.split.test_fraction < 1),
@@ -224,9 +224,9 @@ def _validate(p: Params) -> None:
     ]
     for name, ok in checks:
         if not ok:
-            raise CubecoreError(f"params.yaml: {name} is out of range (see README, Params reference)")
+            raise CubecoreError(f"{name} is out of range (see README, Params reference)")
     if p.data.source == "files" and not p.data.files.paths:
-        raise CubecoreError("params.yaml: data.files.paths is empty but data.source is 'files'")
+        raise CubecoreError("data.files.paths is empty but data.source is 'files'")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -238,8 +238,11 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise CubecoreError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    params = _build(Params, raw, "")
-    _validate(params)
+    try:
+        params = _build(Params, raw, "")
+        _validate(params)
+    except CubecoreError as exc:
+        raise CubecoreError(f"{path}: {exc}") from None
     return params
 
 

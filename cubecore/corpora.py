@@ -150,7 +150,8 @@ def file_pairs(files: FilesParams) -> list[TurnPair]:
 
 
 def _conversation_pairs(path: Path, row: int, messages, files: FilesParams) -> list[TurnPair]:
-    """Merge consecutive messages of one role into a turn; each user turn -> next assistant turn."""
+    """Merge consecutive messages of one role into a turn (other roles are skipped);
+    each user turn -> the next assistant turn."""
     if not isinstance(messages, list):
         raise CubecoreError(f"{path}: row {row + 1}: {files.messages_column!r} must be a list of messages")
     turns: list[tuple[str, str]] = []
@@ -158,6 +159,8 @@ def _conversation_pairs(path: Path, row: int, messages, files: FilesParams) -> l
         if not isinstance(message, dict) or "role" not in message or "content" not in message:
             raise CubecoreError(f"{path}: row {row + 1}: each message needs 'role' and 'content'")
         role, content = message["role"], _text(message["content"])
+        if role not in (files.user_role, files.assistant_role):
+            continue  # system prompts and tool messages are not dialogue turns
         if turns and turns[-1][0] == role:
             turns[-1] = (role, f"{turns[-1][1]} {content}")
         else:

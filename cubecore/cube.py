@@ -32,7 +32,10 @@ def neighbour_taps(neighbourhood: int) -> torch.Tensor:
 
 
 class ReshapePlacement(nn.Module):
-    """The embedding's dims laid on the lattice in order; needs volume == dim. No parameters."""
+    """The embedding's dims laid on the lattice in order; needs volume == dim.
+
+    Reading back adds a learned per-dimension bias (what every answer shares).
+    """
 
     def __init__(self, lattice: tuple[int, int, int], dim: int):
         super().__init__()
@@ -41,12 +44,13 @@ class ReshapePlacement(nn.Module):
             raise CubecoreError(f"cube.lattice: {list(lattice)} holds {volume} cells but the teacher's "
                                 f"dimension is {dim}; use a lattice of volume {dim} or cube.placement: learned")
         self.lattice = lattice
+        self.bias = nn.Parameter(torch.zeros(dim))
 
     def place(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(x.shape[0], 1, *self.lattice)
 
     def read(self, field: torch.Tensor) -> torch.Tensor:
-        return field.flatten(1)
+        return field.flatten(1) + self.bias
 
 
 class LearnedPlacement(nn.Module):
@@ -119,7 +123,7 @@ class CubicCore(nn.Module):
         state = self.lift(self.placement.place(x * self.scale))
         for _ in range(self.params.steps):
             state = self.rule(state, self.position)
-        return self.placement.read(self.read_out(state)) / self.scale
+        return self.placement.read(self.read_out(state) / self.scale)
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +65,7 @@ class EmbeddingCache:
         """Store one shard for ``texts`` (rows of ``matrix``)."""
         if not texts:
             return
-        name = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{len(self._index)}"
+        name = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex}"
         emb_file = self.directory / f"{name}.emb.npy"
         keys = np.frombuffer(b"".join(text_key(t) for t in texts), dtype=np.uint8).reshape(-1, KEY_BYTES)
         with atomic_path(emb_file) as tmp, open(tmp, "wb") as fh:

@@ -19,13 +19,19 @@ from cubecore.errors import CubecoreError
 
 log = logging.getLogger(__name__)
 
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "merges.txt", "vocab.json",
+                   "tokenizer.model", "special_tokens_map.json", "added_tokens.json")
+
+
+def _weight_files(model_dir: Path) -> list[Path]:
+    return sorted(p for p in model_dir.iterdir()
+                  if p.suffix == ".safetensors" or (p.suffix == ".bin" and p.name.startswith("pytorch_model")))
 
 
 def _model_dir_in(root: Path) -> Path | None:
     """The directory under ``root`` (itself first) that holds a config.json and weights."""
     for config in sorted(root.rglob("config.json"), key=lambda p: len(p.parts)):
-        if any((config.parent / w).exists() for w in WEIGHT_FILES) or list(config.parent.glob("*.safetensors")):
+        if _weight_files(config.parent):
             return config.parent
     return None
 
@@ -51,10 +57,10 @@ def resolve_model_dir(name: str) -> Path:
 
 
 def fingerprint(model_dir: Path) -> str:
-    """SHA-256 over the config and weight files: the teacher's identity for the cache."""
+    """SHA-256 over the config, tokenizer and weight files: the teacher's identity for the cache."""
     digest = hashlib.sha256()
-    files = [model_dir / "config.json"] + sorted(
-        p for p in model_dir.iterdir() if p.name in WEIGHT_FILES or p.suffix == ".safetensors")
+    tokenizer = [model_dir / name for name in TOKENIZER_FILES if (model_dir / name).exists()]
+    files = [model_dir / "config.json", *tokenizer, *_weight_files(model_dir)]
     for path in files:
         digest.update(path.name.encode())
         with open(path, "rb") as fh:
@@ -84,24 +90,37 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
 
 
 class Teacher:
-    """Tokenizer + model loaded from a local directory, embedding texts in length-sorted batches."""
+    """A local model's identity (cheap) and, on first use, its tokenizer and weights.
+
+    A fully cached run never loads the weights: the cache key needs only the fingerprint.
+    """
 
     def __init__(self, params: TeacherParams):
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoConfig
 
         self.params = params
         self.model_dir = resolve_model_dir(params.model)
         self.device = pick_device(params.device)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
-            self.model = AutoModel.from_pretrained(self.model_dir, local_files_only=True)
+            self.config = AutoConfig.from_pretrained(self.model_dir, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise CubecoreError(f"teacher.model: cannot read {self.model_dir}/config.json: "
+                                f"{str(exc).splitlines()[0]}") from None
+        self.hidden_size = int(self.config.hidden_size)
+        self.fingerprint = fingerprint(self.model_dir)
+        self._tokenizer = self._model = None
+
+    def _load(self) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
+            self._model = AutoModel.from_pretrained(self.model_dir, local_files_only=True)
         except (OSError, ValueError) as exc:
             raise CubecoreError(f"teacher.model: cannot load {self.model_dir}: {str(exc).splitlines()[0]}") from None
-        if self.tokenizer.pad_token is None:  # decoder-only tokenizers often have none
-            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
-        self.model.to(self.device).eval()
-        self.hidden_size = int(self.model.config.hidden_size)
-        self.fingerprint = fingerprint(self.model_dir)
+        if self._tokenizer.pad_token is None:  # decoder-only tokenizers often have none
+            self._tokenizer.pad_token = self._tokenizer.eos_token or self._tokenizer.unk_token
+        self._model.to(self.device).eval()
 
     def identity(self) -> dict:
         """What to record with the outputs so a reader knows which teacher made them."""
@@ -109,7 +128,7 @@ class Teacher:
             "model": self.params.model,
             "path": str(self.model_dir),
             "weights_sha256": self.fingerprint,
-            "architecture": self.model.config.model_type,
+            "architecture": self.config.model_type,
             "hidden_size": self.hidden_size,
             "pooling": self.params.pooling,
             "max_length": self.params.max_length,
@@ -127,14 +146,16 @@ class Teacher:
         out = np.zeros((len(texts), self.hidden_size), dtype=np.float32)
         if not texts:
             return out
-        encoded = self.tokenizer(texts, truncation=True, max_length=self.params.max_length)["input_ids"]
+        if self._model is None:
+            self._load()
+        encoded = self._tokenizer(texts, truncation=True, max_length=self.params.max_length)["input_ids"]
         order = np.argsort([len(ids) for ids in encoded], kind="stable")[::-1]
         size = self.params.batch_size
         batches = [order[i:i + size] for i in range(0, len(order), size)]
         for batch in tqdm(batches, desc="teacher", unit="batch", disable=not progress, leave=False):
-            padded = self.tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
+            padded = self._tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
             padded = {k: v.to(self.device) for k, v in padded.items()}
-            hidden = self.model(**padded).last_hidden_state
+            hidden = self._model(**padded).last_hidden_state
             vectors = pool(hidden, padded["attention_mask"], self.params.pooling).float()
             if self.params.normalize:
                 vectors = torch.nn.functional.normalize(vectors, dim=-1)

@@ -183,8 +183,8 @@ class Trainer:
                     nn.utils.clip_grad_norm_(self.model.parameters(), p.grad_clip)
                 self.optimizer.step()
                 self.state.step += 1
-                total += float(loss) * len(index)
-                bar.set_postfix(loss=f"{float(loss):.4f}")
+                total += loss.item() * len(index)
+                bar.set_postfix(loss=f"{loss.item():.4f}")
             seconds += time.perf_counter() - started
             samples += len(train)
             row = {"epoch": epoch, "train_loss": total / len(train), **self._validate(val), "lr": lr}

@@ -1,0 +1,92 @@
+"""Plots of the evaluation: PNGs (readable offline) and small CSVs for ``dvc plots``."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from cubecore.artifacts import atomic_path  # noqa: E402
+
+PANELS = {"loss": ("train_loss", "val_loss"), "cosine": ("val_cosine",), "retrieval": ("val_mrr", "val_recall@1")}
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def read_tsv(path: Path) -> tuple[list[int], list[float]]:
+    """DVCLive's ``step  <name>`` file."""
+    with open(path, encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    name = path.stem
+    return [int(r["step"]) for r in rows], [float(r[name]) for r in rows]
+
+
+def training_curves(live_metrics_dir: Path, path: Path, title: str) -> None:
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(13, 3.8))
+    for ax, (label, names) in zip(axes, PANELS.items()):
+        for name in names:
+            tsv = live_metrics_dir / f"{name}.tsv"
+            if tsv.exists():
+                steps, values = read_tsv(tsv)
+                ax.plot([s + 1 for s in steps], values, marker=".", label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def cosine_histogram(cosines: dict[str, np.ndarray], path: Path, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    bins = np.linspace(-0.2, 1.0, 49)
+    for name, values in cosines.items():
+        ax.hist(values, bins=bins, histtype="step", linewidth=1.6, label=f"{name} (mean {values.mean():.3f})")
+    ax.set_xlabel("cosine(prediction, true target)")
+    ax.set_ylabel("validation rows")
+    ax.set_title(title)
+    ax.legend()
+    _save(fig, path)
+
+
+def recall_at_k(recall: dict[str, np.ndarray], png: Path, csv_path: Path, title: str) -> None:
+    ks = np.arange(1, len(next(iter(recall.values()))) + 1)
+    with atomic_path(csv_path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["k", *recall])
+        for i, k in enumerate(ks):
+            writer.writerow([int(k), *(round(float(r[i]), 4) for r in recall.values())])
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, values in recall.items():
+        ax.plot(ks, values, label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("k (log scale)")
+    ax.set_ylabel("Recall@k (true target in top k)")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    _save(fig, png)
+
+
+def headline_bars(metrics: dict, models: tuple[str, ...], headline: tuple[str, ...], path: Path, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    width = 0.8 / len(models)
+    x = np.arange(len(headline))
+    for i, name in enumerate(models):
+        values = [metrics[name]["val"][m] for m in headline]
+        ax.bar(x + i * width - 0.4 + width / 2, values, width, label=name)
+    ax.set_xticks(x, headline)
+    ax.set_ylabel("validation score (higher is better)")
+    ax.set_title(title)
+    ax.legend(ncols=len(models), fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    _save(fig, path)

@@ -1,0 +1,26 @@
+"""DVC stage `evaluate`: the cube beside baselines on the same rows; metrics and plots."""
+from pathlib import Path
+
+from cubecore import plots
+from cubecore.artifacts import write_json
+from cubecore.evaluation import HEADLINE, MODELS, evaluate
+from cubecore.stage import main_guard, stage_args
+
+
+@main_guard
+def main() -> None:
+    args, params = stage_args(__doc__, data="data/extract", split="data/split", model="models/cube",
+                              live="plots/train", plots="plots", metrics="metrics/eval.json")
+    metrics, curves = evaluate(params, args.data, args.split, args.model)
+    write_json(args.metrics, metrics)
+    out, mode = Path(args.plots), metrics["setup"]["mode"]
+    plots.training_curves(Path(args.live) / "plots" / "metrics", out / "training_curves.png",
+                          f"Cube training ({mode})")
+    plots.cosine_histogram(curves["cosine"], out / "val_cosine_hist.png", f"Validation cosine per row ({mode})")
+    plots.recall_at_k(curves["recall"], out / "recall_at_k.png", out / "recall_at_k.csv",
+                      f"Retrieval of the true target among validation targets ({mode})")
+    plots.headline_bars(metrics, MODELS, HEADLINE, out / "headline.png", f"Validation metrics per model ({mode})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""params.yaml parsing and validation (cubecore.config)."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import yaml
+
+from cubecore.config import CHOICES, Params, as_dict, load_params
+from cubecore.errors import CubecoreError
+
+
+def write_params(tmp_path, text: str):
+    path = tmp_path / "params.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_repo_params_yaml_loads(repo_root):
+    params = load_params(repo_root / "params.yaml")
+    assert isinstance(params, Params)
+    # every key the repo's file sets is known and well typed, so each section is the dataclass
+    raw = yaml.safe_load((repo_root / "params.yaml").read_text(encoding="utf-8"))
+    assert set(raw) <= {f.name for f in dataclasses.fields(Params)}
+    for section, values in raw.items():
+        loaded = as_dict(getattr(params, section))
+        for key, value in values.items():
+            if not isinstance(value, dict):
+                assert loaded[key] == value, f"{section}.{key}"
+    for name, allowed in CHOICES.items():
+        section, *rest = name.split(".")
+        value = getattr(params, section)
+        for part in rest:
+            value = getattr(value, part)
+        assert value in allowed, name
+
+
+def test_missing_sections_and_keys_take_defaults(tmp_path):
+    assert load_params(write_params(tmp_path, "")) == Params()
+    params = load_params(write_params(tmp_path, "teacher:\n  pooling: cls\n"))
+    assert params.teacher.pooling == "cls"
+    assert params.teacher.max_length == Params().teacher.max_length
+    assert params.filter == Params().filter
+
+
+def test_int_accepted_for_float(tmp_path):
+    params = load_params(write_params(tmp_path, "filter:\n  min_qa_similarity: 1\ntrain:\n  lr: 1\n"))
+    assert params.filter.min_qa_similarity == 1.0 and isinstance(params.filter.min_qa_similarity, float)
+    assert isinstance(params.train.lr, float)
+    assert params.evaluate.ridge_alphas == [0.1, 1.0, 10.0, 100.0]
+
+
+def test_optional_float_accepts_null(tmp_path):
+    assert load_params(write_params(tmp_path, "filter:\n  min_qa_similarity: null\n")).filter.min_qa_similarity is None
+
+
+@pytest.mark.parametrize("text, name", [
+    ("filter:\n  bogus: 1\n", "filter.bogus"),
+    ("bogus_section:\n  x: 1\n", "bogus_section"),
+    ("data:\n  files:\n    colum: q\n", "data.files.colum"),
+])
+def test_unknown_key_is_named(tmp_path, text, name):
+    with pytest.raises(CubecoreError, match="unknown parameter") as info:
+        load_params(write_params(tmp_path, text))
+    assert name in str(info.value)
+
+
+@pytest.mark.parametrize("text, name", [
+    ("teacher:\n  max_length: long\n", "teacher.max_length"),
+    ("teacher:\n  max_length: 12.5\n", "teacher.max_length"),
+    ("teacher:\n  normalize: 1\n", "teacher.normalize"),
+    ("teacher:\n  batch_size: true\n", "teacher.batch_size"),
+    ("filter:\n  min_qa_similarity: high\n", "filter.min_qa_similarity"),
+    ("data:\n  languages: english\n", "data.languages"),
+    ("data:\n  languages: [english, 3]\n", "data.languages[1]"),
+    ("teacher: 5\n", "teacher"),
+])
+def test_wrong_type_is_named(tmp_path, text, name):
+    with pytest.raises(CubecoreError) as info:
+        load_params(write_params(tmp_path, text))
+    assert name in str(info.value)
+
+
+@pytest.mark.parametrize("text, name", [
+    ("teacher:\n  pooling: max\n", "teacher.pooling"),
+    ("data:\n  source: web\n", "data.source"),
+    ("split:\n  group_by: speaker\n", "split.group_by"),
+    ("data:\n  files:\n    format: parquet\n", "data.files.format"),
+])
+def test_value_out_of_choices_is_named(tmp_path, text, name):
+    with pytest.raises(CubecoreError, match="must be one of") as info:
+        load_params(write_params(tmp_path, text))
+    assert name in str(info.value)
+    assert repr(text.split(": ")[-1].strip()) in str(info.value)  # the offending value is shown
+
+
+@pytest.mark.parametrize("text, name", [
+    ("split:\n  val_fraction: 0\n", "split.val_fraction"),
+    ("split:\n  val_fraction: 0.6\n  test_fraction: 0.5\n", "split.val_fraction + split.test_fraction"),
+    ("data:\n  max_pairs: 0\n", "data.max_pairs"),
+    ("teacher:\n  batch_size: 0\n", "teacher.batch_size"),
+    ("data:\n  source: files\n", "data.files.paths"),
+])
+def test_value_out_of_range_is_named(tmp_path, text, name):
+    with pytest.raises(CubecoreError) as info:
+        load_params(write_params(tmp_path, text))
+    assert name in str(info.value)
+
+
+def test_missing_file_names_the_file(tmp_path):
+    path = tmp_path / "nowhere" / "params.yaml"
+    with pytest.raises(CubecoreError, match="not found") as info:
+        load_params(path)
+    assert str(path) in str(info.value)
+
+
+def test_invalid_yaml_names_the_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("teacher:\n  pooling: [mean\n", encoding="utf-8")
+    with pytest.raises(CubecoreError, match="not valid YAML") as info:
+        load_params(path)
+    assert str(path) in str(info.value)
+    assert "\n" not in str(info.value)

@@ -1,0 +1,109 @@
+"""The 3D Cubic Core: shapes, placements, neighbourhoods, boundaries, gradients, learning."""
+import dataclasses
+import itertools
+
+import pytest
+import torch
+
+from cubecore.config import CubeParams
+from cubecore.cube import CellRule, CubicCore, neighbour_taps
+from cubecore.errors import CubecoreError
+
+SMALL = CubeParams(lattice=[4, 4, 4], channels=6, hidden=8, position_channels=2, steps=2)
+
+
+def small(**changes) -> CubeParams:
+    return dataclasses.replace(SMALL, **changes)
+
+
+def test_output_has_the_teacher_dimension_for_both_placements():
+    x = torch.randn(5, 64)
+    assert CubicCore(small(), 64)(x).shape == (5, 64)
+    learned = CubicCore(small(placement="learned", lattice=[3, 3, 2]), 384)
+    assert learned(torch.randn(5, 384)).shape == (5, 384)
+
+
+def test_reshape_needs_lattice_volume_equal_to_dimension():
+    with pytest.raises(CubecoreError, match=r"cube.lattice.*64 cells.*384"):
+        CubicCore(small(), 384)
+
+
+@pytest.mark.parametrize("neighbourhood,count", [(6, 6), (26, 26)])
+def test_neighbour_taps_exclude_the_centre(neighbourhood, count):
+    taps = neighbour_taps(neighbourhood)
+    assert taps.shape == (count, 27)
+    assert taps[:, 13].sum() == 0  # index 13 is the centre of a 3x3x3 kernel
+
+
+def _impulse_perception(neighbourhood: int, boundary: str) -> torch.Tensor:
+    rule = CellRule(small(channels=1, neighbourhood=neighbourhood, boundary=boundary, position_channels=0))
+    with torch.no_grad():
+        rule.perceive_weight.fill_(1.0)
+        rule.perceive_bias.zero_()
+    state = torch.zeros(1, 1, 4, 4, 4)
+    state[0, 0, 0, 0, 0] = 1.0
+    return rule.perceive(state)[0, 0]
+
+
+def test_walls_do_not_wrap_and_periodic_does():
+    walls = _impulse_perception(6, "walls")
+    periodic = _impulse_perception(6, "periodic")
+    assert walls[1, 0, 0] == 1 and periodic[1, 0, 0] == 1  # a face neighbour sees the impulse
+    assert walls[3, 0, 0] == 0  # the far side of the lattice does not, behind a wall
+    assert periodic[3, 0, 0] == 1  # but does when the lattice wraps around
+    assert walls[0, 0, 0] == 0  # a cell does not perceive itself
+
+
+def test_six_neighbours_are_faces_only_and_26_include_diagonals():
+    faces = _impulse_perception(6, "walls")
+    full = _impulse_perception(26, "walls")
+    assert faces[1, 1, 0] == 0 and faces[1, 1, 1] == 0
+    assert full[1, 1, 0] == 1 and full[1, 1, 1] == 1
+    assert faces.sum() == 3 and full.sum() == 7  # a corner impulse: 3 face / 7 total neighbours
+
+
+@pytest.mark.parametrize("neighbourhood,boundary,update,placement",
+                         list(itertools.product((6, 26), ("walls", "periodic"), ("residual", "gated"),
+                                                ("reshape", "learned"))))
+def test_every_parameter_gets_a_gradient(neighbourhood, boundary, update, placement):
+    torch.manual_seed(0)
+    params = small(neighbourhood=neighbourhood, boundary=boundary, update=update, placement=placement)
+    model = CubicCore(params, 64)
+    loss = (1 - torch.nn.functional.cosine_similarity(model(torch.randn(8, 64)), torch.randn(8, 64))).mean()
+    loss.backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None, name
+        assert parameter.grad.abs().sum() > 0, name
+
+
+def test_output_depends_on_the_input():
+    """The earlier system's cube returned a fixed function of nothing it learned; this one reacts."""
+    torch.manual_seed(0)
+    model = CubicCore(small(), 64)
+    a, b = model(torch.randn(2, 64))
+    assert not torch.allclose(a, b)
+
+
+def test_overfits_a_fixed_batch():
+    torch.manual_seed(0)
+    model = CubicCore(small(channels=8, hidden=16, steps=3), 64)
+    x, y = torch.randn(16, 64), torch.nn.functional.normalize(torch.randn(16, 64), dim=-1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def loss_now():
+        return (1 - torch.nn.functional.cosine_similarity(model(x), y)).mean()
+
+    first = loss_now().item()
+    for _ in range(200):
+        optimizer.zero_grad()
+        loss = loss_now()
+        loss.backward()
+        optimizer.step()
+    assert loss_now().item() < first / 10
+
+
+def test_parameter_count_and_flops_are_reported():
+    model = CubicCore(small(), 64)
+    assert model.parameter_count() == sum(p.numel() for p in model.parameters()) > 0
+    assert model.flops_per_sample() > 0
+    assert CubicCore(small(steps=4), 64).flops_per_sample() > model.flops_per_sample()

@@ -1,0 +1,147 @@
+"""The trainer: it learns, it is reproducible, it resumes after SIGKILL, it stops on NaN."""
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from cubecore.config import CubeParams, LossParams, TrainParams
+from cubecore.cube import CubicCore
+from cubecore.errors import CubecoreError
+from cubecore.tasks import TaskData
+from cubecore.trainer import Trainer, evaluate_predictions, predict
+
+CUBE = CubeParams(lattice=[4, 4, 4], channels=6, hidden=8, position_channels=2, steps=2)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def synthetic(n: int, seed: int, dim: int = 64) -> TaskData:
+    """Targets are a fixed nonlinear map of the inputs, so there is something to learn."""
+    g = torch.Generator().manual_seed(seed)
+    mixing = torch.randn(dim, dim, generator=torch.Generator().manual_seed(1234)) / dim ** 0.5
+    x = torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=-1)
+    y = torch.nn.functional.normalize(torch.tanh(3 * x @ mixing) + 0.3, dim=-1)
+    ids = np.arange(n) + seed * 10_000
+    return TaskData(x, y, ids, ids)
+
+
+def params(tmp_path, **changes) -> TrainParams:
+    base = TrainParams(epochs=4, batch_size=32, lr=0.01, patience=10, checkpoint_dir=str(tmp_path),
+                       loss=LossParams(cosine=1.0, infonce=0.1))
+    return dataclasses.replace(base, **changes)
+
+
+def fit(tmp_path, key="run", **changes):
+    torch.manual_seed(0)
+    model = CubicCore(CUBE, 64)
+    trainer = Trainer(model, params(tmp_path, **changes), seed=0, key=key)
+    summary = trainer.fit(synthetic(256, 1), synthetic(64, 2), "dialogue", progress=False)
+    return model, trainer, summary
+
+
+def test_the_cube_learns_beyond_identity_and_its_start(tmp_path):
+    val = synthetic(64, 2)
+    torch.manual_seed(0)
+    untrained = evaluate_predictions(predict(CubicCore(CUBE, 64), val.inputs), val)["cosine"]
+    identity = evaluate_predictions(val.inputs, val)["cosine"]
+    model, trainer, summary = fit(tmp_path, epochs=8)
+    assert summary["val_cosine"] > max(untrained, identity) + 0.1
+    assert trainer.state.history[-1]["train_loss"] < trainer.state.history[0]["train_loss"]
+
+
+def test_same_seed_same_results(tmp_path):
+    _, first, _ = fit(tmp_path / "a", epochs=2)
+    _, second, _ = fit(tmp_path / "b", epochs=2)
+    assert first.state.history == second.state.history
+
+
+def test_warmup_then_cosine_decay(tmp_path):
+    trainer = Trainer(CubicCore(CUBE, 64), params(tmp_path, warmup_fraction=0.1), seed=0, key="lr")
+    lrs = [trainer.lr_at(step, 100) for step in range(100)]
+    assert lrs[0] < lrs[5] < lrs[9] == pytest.approx(0.01)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert lrs[-1] < 0.001
+
+
+def test_early_stopping_on_a_flat_validation_loss(tmp_path):
+    _, trainer, summary = fit(tmp_path, lr=1e-12, epochs=20, patience=2, monitor="val_loss")
+    assert summary["stopped_early"]
+    assert summary["epochs_run"] <= 4
+
+
+class NanAfter(torch.nn.Module):
+    """A cube that starts returning NaN after some calls (to provoke a diverged loss)."""
+
+    def __init__(self, calls: int):
+        super().__init__()
+        self.cube = CubicCore(CUBE, 64)
+        self.calls, self.left = 0, calls
+
+    def forward(self, x):
+        self.calls += 1
+        out = self.cube(x)
+        return out * float("nan") if self.calls > self.left else out
+
+
+def test_nan_loss_stops_with_epoch_and_step_and_keeps_best(tmp_path):
+    model = NanAfter(calls=12)  # 8 training batches + 1 validation pass per epoch
+    trainer = Trainer(model, params(tmp_path), seed=0, key="nan")
+    with pytest.raises(CubecoreError, match=r"epoch 2, step 12"):
+        trainer.fit(synthetic(256, 1), synthetic(64, 2), "dialogue", progress=False)
+    assert (tmp_path / "nan" / "best.safetensors").exists()
+
+
+RESUMABLE = textwrap.dedent("""
+    import sys, time, torch
+    sys.path.insert(0, {tests!r})
+    from test_trainer import CUBE, params, synthetic
+    from pathlib import Path
+    from cubecore.cube import CubicCore
+    from cubecore.trainer import Trainer
+
+    class Slow(CubicCore):
+        def forward(self, x):
+            time.sleep(float(sys.argv[2]))
+            return super().forward(x)
+
+    torch.manual_seed(0)
+    model = Slow(CUBE, 64)
+    trainer = Trainer(model, params(Path(sys.argv[1]), epochs=4), seed=0, key="run")
+    summary = trainer.fit(synthetic(256, 1), synthetic(64, 2), "dialogue", progress=False)
+    print("resumed", summary["resumed"])
+""")
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+    script = tmp_path / "resumable.py"
+    script.write_text(RESUMABLE.format(tests=str(Path(__file__).parent)))
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, str(script), str(killed), "0.2"], cwd=REPO)
+    state = killed / "run" / "last_state.pt"
+    deadline = time.time() + 300
+    while not state.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert state.exists(), "no checkpoint was written"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    epochs_done = torch.load(state, weights_only=True)["trainer"]["epoch"]
+    assert 1 <= epochs_done < 4
+    rerun = subprocess.run([sys.executable, str(script), str(killed), "0"], cwd=REPO, check=True,
+                           capture_output=True, text=True)
+    assert "resumed True" in rerun.stdout
+
+    model, trainer, _ = fit(tmp_path / "straight", epochs=4)  # the same run, never interrupted
+    resumed = load_file(str(killed / "run" / "last.safetensors"))
+    straight = load_file(str(tmp_path / "straight" / "run" / "last.safetensors"))
+    assert all(torch.equal(resumed[k], straight[k]) for k in straight)
+    resumed_state = torch.load(state, weights_only=True)["trainer"]
+    assert resumed_state["epoch"] == 4 and resumed_state["history"] == trainer.state.history
