@@ -75,6 +75,8 @@ class ResidualMLP(nn.Module):
         super().__init__()
         self.up = nn.Linear(dim, hidden)
         self.down = nn.Linear(hidden, dim)
+        nn.init.zeros_(self.down.weight)  # start as the identity, like the cube's small update
+        nn.init.zeros_(self.down.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.down(F.gelu(self.up(x)))

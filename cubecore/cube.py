@@ -121,6 +121,7 @@ class CubicCore(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         state = self.lift(self.placement.place(x * self.scale))
+        state = state.contiguous(memory_format=torch.channels_last_3d)  # ~2x faster convs on CPU
         for _ in range(self.params.steps):
             state = self.rule(state, self.position)
         return self.placement.read(self.read_out(state) / self.scale)

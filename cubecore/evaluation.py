@@ -52,6 +52,7 @@ def text_scores(hypotheses: list[str], references: list[str]) -> dict:
     import sacrebleu
     from rouge_score import rouge_scorer
 
+    logging.getLogger("absl").setLevel(logging.WARNING)  # rouge_score logs once per scorer
     bleu = sacrebleu.corpus_bleu(hypotheses, [references]).score / 100
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     rouge = np.mean([scorer.score(r, h)["rougeL"].fmeasure for h, r in zip(hypotheses, references)])

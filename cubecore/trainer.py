@@ -4,7 +4,8 @@ best/last checkpoints and resume. Works for any ``nn.Module`` mapping ``[B, dim]
 Checkpoints live in ``train.checkpoint_dir/<run key>/`` (outside DVC's outputs, which DVC
 deletes before a stage runs): ``best.safetensors``, ``last.safetensors`` and
 ``last_state.pt`` (optimizer, epoch, history; loaded with ``weights_only=True``). The run
-key hashes everything that defines the run, so a resume never mixes two configurations.
+key hashes everything that defines the run, so a resume never mixes two configurations;
+a run that finishes removes its checkpoints (the caller saves the model).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import json
 import logging
 import math
 import resource
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,7 +91,8 @@ class Trainer:
         self.model = model
         self.params = params
         self.seed = seed
-        self.directory = Path(params.checkpoint_dir) / key
+        layout = [(name, list(tensor.shape)) for name, tensor in model.state_dict().items()]
+        self.directory = Path(params.checkpoint_dir) / run_key(key, layout)  # a changed model never resumes
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
         self.state = TrainState()
 
@@ -198,6 +201,7 @@ class Trainer:
         if self.state.best_value is None:
             raise CubecoreError("train: no epoch completed (is the training split empty?)")
         self.load_best()
+        shutil.rmtree(self.directory)  # checkpoints exist to resume a run that did not finish
         return {"epochs_run": self.state.epoch, "best_epoch": self.state.best_epoch,
                 "stopped_early": self.state.epoch < p.epochs, "resumed": resumed,
                 "samples_per_second": round(samples / seconds, 1) if seconds else None,
