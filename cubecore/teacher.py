@@ -77,6 +77,19 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+FIDELITY_SAMPLE = 32
+MIN_FIDELITY = 0.999
+
+
+def pick_precision(precision: str, device: torch.device) -> str:
+    """``auto`` is bf16 where the CPU (or GPU) computes it natively, else fp32."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+
+
 def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
     """One vector per row from token states ``[B, T, H]`` and the attention mask ``[B, T]``."""
     if how == "cls":
@@ -107,7 +120,9 @@ class Teacher:
             raise CubecoreError(f"teacher.model: cannot read {self.model_dir}/config.json: "
                                 f"{str(exc).splitlines()[0]}") from None
         self.hidden_size = int(self.config.hidden_size)
+        self.precision = pick_precision(params.precision, self.device)
         self.fingerprint = fingerprint(self.model_dir)
+        self.fidelity: float | None = None  # bf16 vs fp32 worst cosine, measured on first use
         self._tokenizer = self._model = None
 
     def _load(self) -> None:
@@ -133,29 +148,47 @@ class Teacher:
             "pooling": self.params.pooling,
             "max_length": self.params.max_length,
             "normalize": self.params.normalize,
+            "precision": self.precision,
         }
 
     def cache_namespace(self) -> str:
         """Everything besides the text that changes an embedding."""
-        key = f"{self.fingerprint}|{self.params.pooling}|{self.params.max_length}|{self.params.normalize}"
+        key = (f"{self.fingerprint}|{self.params.pooling}|{self.params.max_length}|{self.params.normalize}"
+               f"|{self.precision}")
         return hashlib.sha256(key.encode()).hexdigest()[:20]
 
-    @torch.inference_mode()
     def embed(self, texts: list[str], progress: bool = True) -> np.ndarray:
-        """float32 ``[len(texts), hidden_size]``, rows in the order of ``texts``."""
-        out = np.zeros((len(texts), self.hidden_size), dtype=np.float32)
+        """float32 ``[len(texts), hidden_size]``, rows in the order of ``texts``.
+
+        In bf16 the first call also embeds a sample in fp32 and stops if any vector drifts
+        below cosine 0.999 from its fp32 twin (the fidelity gate).
+        """
         if not texts:
-            return out
+            return np.zeros((0, self.hidden_size), dtype=np.float32)
         if self._model is None:
             self._load()
+        if self.precision == "bf16" and self.fidelity is None:
+            sample = texts[:FIDELITY_SAMPLE]
+            exact, fast = self._embed(sample, "fp32", False), self._embed(sample, "bf16", False)
+            norms = np.linalg.norm(exact, axis=1) * np.linalg.norm(fast, axis=1)
+            self.fidelity = float(((exact * fast).sum(1) / np.maximum(norms, 1e-12)).min())
+            if self.fidelity < MIN_FIDELITY:
+                raise CubecoreError(f"teacher.precision: bf16 embeddings drift from fp32 (worst cosine "
+                                    f"{self.fidelity:.4f} < {MIN_FIDELITY}); set teacher.precision: fp32")
+        return self._embed(texts, self.precision, progress)
+
+    @torch.inference_mode()
+    def _embed(self, texts: list[str], precision: str, progress: bool) -> np.ndarray:
+        out = np.zeros((len(texts), self.hidden_size), dtype=np.float32)
         encoded = self._tokenizer(texts, truncation=True, max_length=self.params.max_length)["input_ids"]
         order = np.argsort([len(ids) for ids in encoded], kind="stable")[::-1]
         size = self.params.batch_size
         batches = [order[i:i + size] for i in range(0, len(order), size)]
-        for batch in tqdm(batches, desc="teacher", unit="batch", disable=not progress, leave=False):
+        for batch in tqdm(batches, desc=f"teacher ({precision})", unit="batch", disable=not progress, leave=False):
             padded = self._tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
             padded = {k: v.to(self.device) for k, v in padded.items()}
-            hidden = self._model(**padded).last_hidden_state
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                hidden = self._model(**padded).last_hidden_state
             vectors = pool(hidden, padded["attention_mask"], self.params.pooling).float()
             if self.params.normalize:
                 vectors = torch.nn.functional.normalize(vectors, dim=-1)

@@ -174,7 +174,7 @@ class Trainer:
                 x = corrupt(train.inputs[index], noise, generator)
                 loss, terms = combined_loss(self.model(x), train.targets[index], p.loss)
                 if not torch.isfinite(loss):
-                    raise CubecoreError(f"train: loss is {float(loss)} at epoch {epoch}, step "
+                    raise CubecoreError(f"train: loss is {loss.item()} at epoch {epoch}, step "
                                         f"{self.state.step + 1}; the best checkpoint is kept in "
                                         f"{self.directory} (lower train.lr or check the inputs)")
                 lr = self.lr_at(self.state.step, total_steps)

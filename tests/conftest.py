@@ -42,7 +42,8 @@ def minilm_teacher(minilm_dir):
     from cubecore.config import TeacherParams
     from cubecore.teacher import Teacher
 
-    return Teacher(TeacherParams(model=MINILM, pooling="mean", batch_size=2, normalize=True, device="cpu"))
+    return Teacher(TeacherParams(model=MINILM, pooling="mean", batch_size=2, normalize=True, device="cpu",
+                                 precision="fp32"))
 
 
 @pytest.fixture(scope="session")

@@ -81,7 +81,7 @@ def test_embed_with_cache_misses_then_hits(tmp_path, minilm_teacher, minilm_dir)
 
     # a later run: a fresh cache instance and a fresh teacher; everything comes from disk,
     # so the teacher's weights are never loaded
-    fresh = Teacher(TeacherParams(model=str(minilm_dir), pooling="mean", batch_size=2, device="cpu"))
+    fresh = Teacher(TeacherParams(model=str(minilm_dir), pooling="mean", batch_size=2, device="cpu", precision="fp32"))
     assert fresh.cache_namespace() == minilm_teacher.cache_namespace()
     again, stats = embed_with_cache(texts, fresh, EmbeddingCache(tmp_path, fresh.cache_namespace()),
                                     progress=False)

