@@ -30,7 +30,7 @@ from cubecore.artifacts import write_json
 from cubecore.config import TeacherParams
 from cubecore.corpora import chitchat_pairs
 from cubecore.embcache import EmbeddingCache
-from cubecore.extraction import embed_with_cache
+from cubecore.extraction import embed_with_cache, index_texts
 from cubecore.teacher import Teacher, resolve_model_dir
 
 log = logging.getLogger("bench.extract")
@@ -55,11 +55,7 @@ def main() -> int:
         log.warning("1-min load average %.1f > %d cores: timings will be noisy", load_before, os.cpu_count())
 
     pairs = chitchat_pairs()[: args.pairs]
-    text_ids: dict[str, int] = {}
-    for pair in pairs:  # exactly as cubecore.extraction.extract collects them
-        text_ids.setdefault(pair.question, len(text_ids))
-        text_ids.setdefault(pair.answer, len(text_ids))
-    distinct = list(text_ids)
+    distinct, indexed = index_texts(pairs)  # exactly as the extract stage collects them
     all_texts = [p.question for p in pairs] + [p.answer for p in pairs]
     log.info("%d pairs: %d texts, %d distinct", len(pairs), len(all_texts), len(distinct))
 
@@ -84,7 +80,7 @@ def main() -> int:
         log.error("warm run was not all cache hits or differs from cold: %s", warm_stats)
         return 1
 
-    ours_q = cold[[text_ids[p.question] for p in pairs]]
+    ours_q = cold[indexed.question_id]
     base_q = baseline[: len(pairs)]
     cosine = (ours_q * base_q).sum(1) / (np.linalg.norm(ours_q, axis=1) * np.linalg.norm(base_q, axis=1))
     rows = {"baseline (sentence-transformers)": (len(all_texts), base_s),

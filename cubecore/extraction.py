@@ -10,7 +10,7 @@ import numpy as np
 from cubecore import artifacts
 from cubecore.artifacts import Pairs
 from cubecore.config import Params
-from cubecore.corpora import load_pairs
+from cubecore.corpora import TurnPair, load_pairs
 from cubecore.embcache import EmbeddingCache
 from cubecore.teacher import Teacher
 
@@ -42,21 +42,26 @@ def embed_with_cache(texts: list[str], teacher: Teacher, cache: EmbeddingCache,
     return matrix, stats
 
 
-def extract(params: Params, out_dir: str | Path, progress: bool = True) -> dict:
-    """Write texts, embeddings, pairs and the teacher identity to ``out_dir``; return metrics."""
-    started = time.perf_counter()
-    turn_pairs = load_pairs(params.data)
+def index_texts(turn_pairs: list[TurnPair]) -> tuple[list[str], Pairs]:
+    """Distinct texts (each embedded once: turn i answers one pair and asks the next) and
+    the pairs as ids into them."""
     text_ids: dict[str, int] = {}
     for pair in turn_pairs:
         text_ids.setdefault(pair.question, len(text_ids))
         text_ids.setdefault(pair.answer, len(text_ids))
-    texts = list(text_ids)
     pairs = Pairs(
         question_id=np.array([text_ids[p.question] for p in turn_pairs], dtype=np.int64),
         answer_id=np.array([text_ids[p.answer] for p in turn_pairs], dtype=np.int64),
         conversation=[p.conversation for p in turn_pairs],
         turn=np.array([p.turn for p in turn_pairs], dtype=np.int64),
     )
+    return list(text_ids), pairs
+
+
+def extract(params: Params, out_dir: str | Path, progress: bool = True) -> dict:
+    """Write texts, embeddings, pairs and the teacher identity to ``out_dir``; return metrics."""
+    started = time.perf_counter()
+    texts, pairs = index_texts(load_pairs(params.data))
     teacher = Teacher(params.teacher)
     cache = EmbeddingCache(params.base.cache_dir, teacher.cache_namespace())
     embeddings, stats = embed_with_cache(texts, teacher, cache, progress=progress)

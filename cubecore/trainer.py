@@ -26,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from cubecore.artifacts import atomic_path
-from cubecore.config import TrainParams, as_dict
+from cubecore.config import TrainParams
 from cubecore.errors import CubecoreError
 from cubecore.losses import combined_loss
 from cubecore.metrics import candidate_index, cosine, retrieval_ranks, retrieval_summary

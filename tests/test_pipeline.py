@@ -86,3 +86,23 @@ def test_repro_noop_experiment_and_review(project):
     assert "cube.val.cosine" in metrics_diff and "train.val_cosine" in metrics_diff
     table = run("dvc", "exp", "show", "--md", "--no-pager")
     assert "cube.val.mrr" in table and "0.002" in table
+
+
+@pytest.mark.slow
+def test_answer_command_uses_the_trained_pipeline(project):
+    root, run = project
+    if not (root / "models/cube/model.safetensors").exists():
+        run("dvc", "repro")
+    output = run(sys.executable, "-m", "cubecore", "answer", "How are you?", "--top-k", "3")
+    lines = output.strip().splitlines()
+    assert [line.split(".")[0] for line in lines] == ["1", "2", "3"], output
+    scores = [float(line.split()[1]) for line in lines]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_answer_command_before_the_pipeline_ran(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "cubecore", "answer", "Hi"], cwd=tmp_path,
+                          capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith("error: models/cube: no trained model")
