@@ -20,7 +20,6 @@ from cubecore.artifacts import Pairs
 class TaskData:
     inputs: torch.Tensor      # [N, dim]
     targets: torch.Tensor     # [N, dim]
-    input_ids: np.ndarray     # text id of each input
     target_ids: np.ndarray    # text id of each target (retrieval candidates are the distinct ones)
 
     def __len__(self) -> int:
@@ -47,7 +46,7 @@ def task_data(mode: str, embeddings: np.ndarray, pairs: Pairs, noise: float = 0.
     targets = torch.from_numpy(np.asarray(embeddings[target_ids], dtype=np.float32))
     if mode == "autoencoder" and seed is not None:
         inputs = corrupt(inputs, noise, torch.Generator().manual_seed(seed))
-    return TaskData(inputs, targets, np.asarray(input_ids), np.asarray(target_ids))
+    return TaskData(inputs, targets, np.asarray(target_ids))
 
 
 def train_noise(mode: str, noise: float) -> float:

@@ -29,7 +29,7 @@ def synthetic(n: int, seed: int, dim: int = 64) -> TaskData:
     x = torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=-1)
     y = torch.nn.functional.normalize(torch.tanh(3 * x @ mixing) + 0.3, dim=-1)
     ids = np.arange(n) + seed * 10_000
-    return TaskData(x, y, ids, ids)
+    return TaskData(x, y, ids)
 
 
 def params(tmp_path, **changes) -> TrainParams:
