@@ -75,6 +75,14 @@ def evaluate_predictions(pred: torch.Tensor, data: TaskData, recall_at=(1, 5, 10
             **retrieval_summary(ranks, list(recall_at)), "candidates": len(first_rows)}
 
 
+def log_epoch(live, row: dict) -> None:
+    """One DVCLive step holding every figure of an epoch's row."""
+    for name, value in row.items():
+        if name != "epoch":
+            live.log_metric(name, value)
+    live.next_step()
+
+
 @dataclass
 class TrainState:
     epoch: int = 0                      # epochs completed
@@ -151,10 +159,7 @@ class Trainer:
         resumed = self._resume()
         if live is not None:  # DVCLive's files were deleted with the stage outputs: replay
             for row in self.state.history:
-                for name, value in row.items():
-                    if name != "epoch":
-                        live.log_metric(name, value)
-                live.next_step()
+                log_epoch(live, row)
         noise = train_noise(mode, p.autoencoder.noise)
         steps_per_epoch = math.ceil(len(train) / p.batch_size)
         total_steps = steps_per_epoch * p.epochs
@@ -193,10 +198,7 @@ class Trainer:
             row = {"epoch": epoch, "train_loss": total / len(train), **self._validate(val), "lr": lr}
             self._end_epoch(row)
             if live is not None:
-                for name, value in row.items():
-                    if name != "epoch":
-                        live.log_metric(name, value)
-                live.next_step()
+                log_epoch(live, row)
             log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items()})
         if self.state.best_value is None:
             raise CubecoreError("train: no epoch completed (is the training split empty?)")
