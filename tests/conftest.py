@@ -6,9 +6,13 @@ Heavy imports (torch, transformers) happen inside fixtures, so tests that need n
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -62,3 +66,56 @@ def tiny_llama_dir(tmp_path_factory, minilm_dir) -> Path:
     tokenizer.save_pretrained(directory)
     assert (directory / "model.safetensors").exists()
     return directory
+
+
+TINY = {
+    "data": {"max_pairs": 300},
+    "filter": {"min_qa_similarity": 0.0, "drop_duplicates": False},
+    "cube": {"channels": 4, "hidden": 8, "position_channels": 2, "steps": 1},
+    "train": {"epochs": 2, "batch_size": 32, "patience": 2},
+    "evaluate": {"ridge_alphas": [1.0, 10.0]},
+}
+
+
+def merge(base: dict, override: dict) -> dict:
+    for key, value in override.items():
+        base[key] = merge(base[key], value) if isinstance(value, dict) else value
+    return base
+
+
+def build_project(root: Path, overrides: dict | None = None):
+    """Copy this repo's tracked code into ``root`` as a fresh git + DVC project with TINY params.
+
+    Returns ``(root, run)``; ``run(*command)`` runs a command there and returns its stdout,
+    failing the test (with the output) when it exits non-zero.
+    """
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True)
+    for name in tracked.stdout.splitlines():
+        if name == "dvc.lock" or name.startswith(("metrics/", "plots/", "tests/", "bench/")):
+            continue
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, root / name)
+    params = merge(merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY), overrides or {})
+    params["base"]["cache_dir"] = str(root.parent / "embedding-cache")
+    params["train"]["checkpoint_dir"] = str(root.parent / "checkpoints")
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(root.parent / "dvc-site"),
+           "HF_HUB_OFFLINE": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+    def run(*command: str) -> str:
+        done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        return done.stdout
+
+    run("git", "init", "-q")
+    run("git", "add", "-A")
+    run("git", "commit", "-qm", "project")  # DVCLive and queued experiments need a commit
+    return root, run
+
+
+@pytest.fixture(scope="module")
+def make_project(tmp_path_factory):
+    """Factory: ``make_project(overrides)`` builds a fresh tiny project (see ``build_project``)."""
+    return lambda overrides=None: build_project(tmp_path_factory.mktemp("project"), overrides)

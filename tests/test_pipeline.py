@@ -1,59 +1,19 @@
 """End to end: real DVC on a copy of this project in a temp git repo, with tiny params."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY = {
-    "data": {"max_pairs": 300},
-    "filter": {"min_qa_similarity": 0.0, "drop_duplicates": False},
-    "cube": {"channels": 4, "hidden": 8, "position_channels": 2, "steps": 1},
-    "train": {"epochs": 2, "batch_size": 32, "patience": 2},
-    "evaluate": {"ridge_alphas": [1.0, 10.0]},
-}
-
-
-def merge(base: dict, override: dict) -> dict:
-    for key, value in override.items():
-        base[key] = merge(base[key], value) if isinstance(value, dict) else value
-    return base
-
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def project(make_project):
     """A git + DVC project holding this repo's tracked code and a tiny params.yaml."""
-    root = tmp_path_factory.mktemp("project")
-    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True)
-    for name in tracked.stdout.splitlines():
-        if name == "dvc.lock" or name.startswith(("metrics/", "plots/", "tests/", "bench/")):
-            continue
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, root / name)
-    params = merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY)
-    params["base"]["cache_dir"] = str(root.parent / "embedding-cache")
-    params["train"]["checkpoint_dir"] = str(root.parent / "checkpoints")
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(root.parent / "dvc-site"),
-           "HF_HUB_OFFLINE": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-
-    def run(*command: str) -> str:
-        done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
-        assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-        return done.stdout
-
-    run("git", "init", "-q")
-    run("git", "add", "-A")
-    run("git", "commit", "-qm", "project")  # DVCLive and queued experiments need a commit
-    return root, run
+    return make_project()
 
 
 @pytest.mark.slow
