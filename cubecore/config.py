@@ -31,6 +31,7 @@ class FilesParams:
     messages_column: str = "messages"
     user_role: str = "user"
     assistant_role: str = "assistant"
+    coerce_numbers: bool = False
 
 
 @dataclass
