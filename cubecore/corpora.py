@@ -29,7 +29,7 @@ from pathlib import Path
 import yaml
 
 from cubecore.config import DataParams, FilesParams
-from cubecore.errors import CubecoreError
+from cubecore.errors import CubecoreError, yaml_error
 
 SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -105,9 +105,8 @@ def _yaml_conversations(path: Path) -> list[yaml.Node]:
     """The nodes of a chatterbot file's ``conversations`` list (nodes keep their line)."""
     try:
         root = yaml.compose(path.read_text(encoding="utf-8"), Loader=SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise CubecoreError(f"{path}:{mark.line + 1}: not valid YAML ({exc.problem or exc.context})") from None
+    except yaml.YAMLError as exc:
+        raise yaml_error(path, exc) from None
     if isinstance(root, yaml.MappingNode):
         for key, value in root.value:
             if key.value == "conversations" and isinstance(value, yaml.SequenceNode):

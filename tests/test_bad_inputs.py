@@ -128,3 +128,14 @@ def test_a_5_mb_line_is_read_and_the_next_line_keeps_its_number(tmp_path, suffix
     pairs = load_corpus(files_source(path)).pairs
     assert [len(p.question) for p in pairs] == [len(big), 5]
     assert [p.conversation for p in pairs] == [f"{path}:{line}" for line in lines]
+
+
+def test_params_yaml_error_names_the_line(tmp_path):
+    from cubecore.config import load_params
+
+    path = tmp_path / "params.yaml"
+    path.write_text("base:\n  seed: 1\ndata:\n  source: [files\n  max_pairs: 3\n", encoding="utf-8")
+    with pytest.raises(CubecoreError) as info:
+        load_params(path)
+    assert str(info.value) == (f"{path}:5: not valid YAML (expected ',' or ']', but got ':'; "
+                               f"while parsing a flow sequence at line 4)")

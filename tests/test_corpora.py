@@ -215,3 +215,15 @@ def test_unknown_source_through_load_params(tmp_path):
     path.write_text("data:\n  source: web\n", encoding="utf-8")
     with pytest.raises(CubecoreError, match="data.source"):
         load_params(path)
+
+
+def test_chatterbot_conversation_that_is_not_a_list_is_rejected_with_its_line():
+    # english/trivia.yml line 35 is one string where a list of turns belongs; it used to be
+    # read as a list of characters (87 one-letter "pairs")
+    corpus = load_corpus(DataParams(source="chatterbot", languages=["english"]))
+    assert corpus.rejects == [{"file": "english/trivia.yml", "line": 35, "reasons": ["not a list of turns"],
+                               "detail": corpus.rejects[0]["detail"]}]
+    assert "In a game of bingo" in corpus.rejects[0]["detail"]
+    assert not any(len(p.question) == 1 for p in corpus.pairs)
+    counts = corpus.counts()
+    assert counts["records_in"] == counts["records_kept"] + 1
