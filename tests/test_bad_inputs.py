@@ -139,3 +139,29 @@ def test_params_yaml_error_names_the_line(tmp_path):
         load_params(path)
     assert str(info.value) == (f"{path}:5: not valid YAML (expected ',' or ']', but got ':'; "
                                f"while parsing a flow sequence at line 4)")
+
+
+def test_extract_writes_the_records_it_rejected(tmp_path):
+    """Through the extract and filter stages: records in = kept + rejected, and pairs in =
+    kept + removed; every rejected record is in data/extract/rejects.jsonl."""
+    from cubecore.config import Params, TeacherParams
+    from cubecore.extraction import extract
+    from cubecore.filtering import filter_pairs
+
+    names = ["blank_cells.csv", "numbers.csv", "unicode.jsonl", "multiline.csv"]
+    params = Params()
+    params.base.cache_dir = str(tmp_path / "cache")
+    params.data = files_source(BAD / names[0])
+    params.data.files.paths = [str(BAD / name) for name in names]
+    params.teacher = TeacherParams(device="cpu", precision="fp32", batch_size=8)
+    metrics = extract(params, tmp_path / "extract", progress=False)["extract"]
+    expected = {name: load_corpus(files_source(BAD / name)).counts() for name in names}
+    assert metrics["records_in"] == sum(c["records_in"] for c in expected.values()) == 22
+    assert metrics["records_rejected"] == sum(c["records_rejected"] for c in expected.values()) == 11
+    assert metrics["records_in"] == metrics["records_kept"] + metrics["records_rejected"]
+    assert metrics["pairs"] == metrics["records_kept"]  # one pair per kept record in `pairs` format
+    rejects = [json.loads(line) for line in (tmp_path / "extract" / "rejects.jsonl").read_text().splitlines()]
+    assert len(rejects) == metrics["records_rejected"]
+    assert {(Path(r["file"]).name, r["line"]) for r in rejects} >= {("blank_cells.csv", 3), ("numbers.csv", 2)}
+    filtered = filter_pairs(tmp_path / "extract", tmp_path / "filter", params.filter)["filter"]
+    assert filtered["pairs_in"] == metrics["pairs"] == filtered["kept"] + filtered["removed"]
