@@ -59,7 +59,7 @@ class Corpus:
     records: int = 0
     capped: int = 0  # pairs left out by data.max_pairs
 
-    def reject(self, file: str, line: int | None, reason: str, detail: str) -> None:
+    def reject(self, file: str, line: int, reason: str, detail: str) -> None:
         self.rejects.append({"file": file, "line": line, "reasons": [reason], "detail": detail})
 
     def counts(self) -> dict:
@@ -229,7 +229,7 @@ def _json_records(path: Path, text: str) -> list[Record]:
 def _csv_records(path: Path, text: str) -> list[Record]:
     """CSV rows as ``{column: cell}`` with the line each starts on (cells may span lines)."""
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    csv.field_size_limit(max(csv.field_size_limit(), len(text)))
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))  # one cell may be the whole file
     records, header, previous = [], None, 0
     try:
         for row in reader:

@@ -23,6 +23,8 @@ ERRORS = {
     "unterminated.csv": (3, "malformed CSV"),
     "missing_column.csv": (None, "missing column 'answer'", "data.files.answer_column"),
     "whitespace_only.csv": (None, "file is empty"),
+    "header_only.csv": (None, "no records"),
+    "empty_array.json": (None, "no records"),
 }
 # file -> {line of each rejected record: reason}, and the lines of the kept records
 READS = {
@@ -128,6 +130,18 @@ def test_a_5_mb_line_is_read_and_the_next_line_keeps_its_number(tmp_path, suffix
     pairs = load_corpus(files_source(path)).pairs
     assert [len(p.question) for p in pairs] == [len(big), 5]
     assert [p.conversation for p in pairs] == [f"{path}:{line}" for line in lines]
+
+
+def test_yaml_turns_stay_text_and_an_empty_turn_is_rejected():
+    import yaml
+
+    from cubecore.corpora import Rejected, _yaml_turns
+
+    good, empty = yaml.compose("- - yes\n  - 42\n  - 2024-01-01\n- - Hello\n  -\n  - ~\n").value
+    assert _yaml_turns(good) == ["yes", "42", "2024-01-01"]  # yaml.safe_load gives True, 42, a date
+    with pytest.raises(Rejected) as info:
+        _yaml_turns(empty)
+    assert info.value.reason == "missing turn" and "line 5" in info.value.detail
 
 
 def test_params_yaml_error_names_the_line(tmp_path):
