@@ -74,7 +74,8 @@ def split_pairs(filtered_dir: str | Path, out_dir: str | Path, params: SplitPara
             change = ("split.val_fraction / split.test_fraction (lower)" if name == "train"
                       else f"split.{name}_fraction (higher)")
             raise CubecoreError(f"{filtered_dir}/pairs.tsv: {len(pairs)} pairs after filtering give the {name} "
-                                f"split {len(part)}; each split needs at least {MIN_PAIRS}: add data (data.*), "
+                                f"split {len(part)}; each split needs at least {MIN_PAIRS} ({MIN_PAIRS * len(parts)} in all): "
+                                f"add data (data.*), "
                                 f"loosen the filter (filter.*) or change {change}")
     with artifacts.atomic_dir(out_dir) as tmp:
         for name, part in parts.items():
