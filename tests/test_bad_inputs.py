@@ -179,3 +179,12 @@ def test_extract_writes_the_records_it_rejected(tmp_path):
     assert {(Path(r["file"]).name, r["line"]) for r in rejects} >= {("blank_cells.csv", 3), ("numbers.csv", 2)}
     filtered = filter_pairs(tmp_path / "extract", tmp_path / "filter", params.filter)["filter"]
     assert filtered["pairs_in"] == metrics["pairs"] == filtered["kept"] + filtered["removed"]
+
+
+def test_crlf_line_endings_keep_the_same_lines(tmp_path):
+    text = (BAD / "multiline.csv").read_text(encoding="utf-8")
+    path = tmp_path / "windows.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode("utf-8"))  # with a BOM, as Excel saves
+    corpus = load_corpus(files_source(path))
+    assert [p.conversation for p in corpus.pairs] == [f"{path}:{line}" for line in READS["multiline.csv"][1]]
+    assert corpus.pairs[0].question == "A question\r\nover two lines?"
