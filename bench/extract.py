@@ -28,7 +28,7 @@ import torch
 
 from cubecore.artifacts import write_json
 from cubecore.config import TeacherParams
-from cubecore.corpora import chitchat_pairs
+from cubecore.corpora import chitchat_corpus
 from cubecore.embcache import EmbeddingCache
 from cubecore.extraction import embed_with_cache, index_texts
 from cubecore.teacher import Teacher, resolve_model_dir
@@ -54,7 +54,7 @@ def main() -> int:
     if load_before > os.cpu_count():
         log.warning("1-min load average %.1f > %d cores: timings will be noisy", load_before, os.cpu_count())
 
-    pairs = chitchat_pairs()[: args.pairs]
+    pairs = chitchat_corpus().pairs[: args.pairs]
     distinct, indexed = index_texts(pairs)  # exactly as the extract stage collects them
     all_texts = [p.question for p in pairs] + [p.answer for p in pairs]
     log.info("%d pairs: %d texts, %d distinct", len(pairs), len(all_texts), len(distinct))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from cubecore.errors import CubecoreError
+from cubecore.errors import CubecoreError, yaml_error
 
 
 @dataclass
@@ -31,6 +31,7 @@ class FilesParams:
     messages_column: str = "messages"
     user_role: str = "user"
     assistant_role: str = "assistant"
+    coerce_numbers: bool = False
 
 
 @dataclass
@@ -239,7 +240,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise CubecoreError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise yaml_error(path, exc) from None
     try:
         params = _build(Params, raw, "")
         _validate(params)

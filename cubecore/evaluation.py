@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from cubecore.baselines import fit_baselines
 from cubecore.config import Params, as_dict
-from cubecore.metrics import candidate_index, retrieval_ranks
+from cubecore.metrics import candidate_index, retrieval_ranks, text_scores
 from cubecore.tasks import TaskData
 from cubecore.trainer import evaluate_predictions, predict, run_key
 from cubecore.training import load_model, load_split
@@ -45,18 +45,6 @@ class AnswerBank:
     def decode(self, pred: torch.Tensor) -> list[str]:
         _, index = self.nearest(pred)
         return [self.texts[i] for i in index[:, 0].tolist()]
-
-
-def text_scores(hypotheses: list[str], references: list[str]) -> dict:
-    """Corpus BLEU (sacrebleu, scaled to 0-1) and mean ROUGE-L F1."""
-    import sacrebleu
-    from rouge_score import rouge_scorer
-
-    logging.getLogger("absl").setLevel(logging.WARNING)  # rouge_score logs once per scorer
-    bleu = sacrebleu.corpus_bleu(hypotheses, [references]).score / 100
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    rouge = np.mean([scorer.score(r, h)["rougeL"].fmeasure for h, r in zip(hypotheses, references)])
-    return {"bleu": round(float(bleu), 4), "rouge_l": round(float(rouge), 4)}
 
 
 def score_model(pred: torch.Tensor, rows: TaskData, bank: AnswerBank, texts: list[str],

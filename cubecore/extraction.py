@@ -10,7 +10,7 @@ import numpy as np
 from cubecore import artifacts
 from cubecore.artifacts import Pairs
 from cubecore.config import Params
-from cubecore.corpora import TurnPair, load_pairs
+from cubecore.corpora import TurnPair, load_corpus
 from cubecore.embcache import EmbeddingCache
 from cubecore.teacher import Teacher
 
@@ -61,7 +61,8 @@ def index_texts(turn_pairs: list[TurnPair]) -> tuple[list[str], Pairs]:
 def extract(params: Params, out_dir: str | Path, progress: bool = True) -> dict:
     """Write texts, embeddings, pairs and the teacher identity to ``out_dir``; return metrics."""
     started = time.perf_counter()
-    texts, pairs = index_texts(load_pairs(params.data))
+    corpus = load_corpus(params.data)
+    texts, pairs = index_texts(corpus.pairs)
     teacher = Teacher(params.teacher)
     cache = EmbeddingCache(params.base.cache_dir, teacher.cache_namespace())
     embeddings, stats = embed_with_cache(texts, teacher, cache, progress=progress)
@@ -70,7 +71,8 @@ def extract(params: Params, out_dir: str | Path, progress: bool = True) -> dict:
         artifacts.write_embeddings(tmp / "embeddings.npy", embeddings)
         artifacts.write_pairs(tmp / "pairs.tsv", pairs)
         artifacts.write_json(tmp / "teacher.json", teacher.identity())
-    metrics = {"source": params.data.source, "pairs": len(pairs), "distinct_texts": len(texts),
+        artifacts.write_jsonl(tmp / "rejects.jsonl", corpus.rejects)
+    metrics = {"source": params.data.source, **corpus.counts(), "pairs": len(pairs), "distinct_texts": len(texts),
                "dim": teacher.hidden_size, "precision": teacher.precision,
                "bf16_worst_cosine_to_fp32": teacher.fidelity, **stats,
                "stage_seconds": round(time.perf_counter() - started, 3)}

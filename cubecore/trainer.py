@@ -170,6 +170,7 @@ class Trainer:
             generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
             order = torch.randperm(len(train), generator=generator)
             started, total = time.perf_counter(), 0.0
+            lr = self.lr_at(self.state.step, total_steps)  # the epoch's rate even if every batch is skipped
             bar = tqdm(range(0, len(train), p.batch_size), desc=f"epoch {epoch}/{p.epochs}",
                        unit="batch", leave=False, disable=not progress)
             for start in bar:

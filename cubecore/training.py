@@ -15,20 +15,17 @@ from cubecore import artifacts
 from cubecore.config import CubeParams, Params, as_dict
 from cubecore.cube import CubicCore
 from cubecore.errors import CubecoreError
-from cubecore.tasks import task_data
+from cubecore.tasks import split_tasks
 from cubecore.trainer import Trainer, run_key, seed_everything
 
 log = logging.getLogger(__name__)
 
 
 def load_split(data_dir: str | Path, split_dir: str | Path, mode: str, noise: float, seed: int, names):
-    """The dataset and one TaskData per split name (validation inputs corrupted with ``seed``)."""
+    """The dataset and one TaskData per split name, ``train`` first (see ``split_tasks``)."""
     data = artifacts.Dataset.load(data_dir)
-    splits = {}
-    for offset, name in enumerate(names):
-        pairs = artifacts.read_pairs(Path(split_dir) / f"{name}.tsv")
-        splits[name] = task_data(mode, data.embeddings, pairs, noise, None if name == "train" else seed + offset)
-    return data, splits
+    parts = {name: artifacts.read_pairs(Path(split_dir) / f"{name}.tsv") for name in names}
+    return data, split_tasks(mode, data.embeddings, parts, noise, seed)
 
 
 def train(params: Params, data_dir: str | Path, split_dir: str | Path, model_dir: str | Path,

@@ -2,18 +2,28 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
 from cubecore.config import DataParams, FilesParams, load_params
-from cubecore.corpora import chatterbot_pairs, load_pairs
+from cubecore.corpora import chatterbot_corpus, load_corpus
 from cubecore.errors import CubecoreError
 
 
 def files_source(*paths, **files) -> DataParams:
     return DataParams(source="files", files=FilesParams(paths=[str(p) for p in paths], **files))
+
+
+def chatterbot_corpus_dir() -> str:
+    return next(iter(importlib.util.find_spec("chatterbot_corpus").submodule_search_locations)) + "/data"
+
+
+def load_pairs(data: DataParams):
+    return load_corpus(data).pairs
 
 
 def by_conversation(pairs):
@@ -33,7 +43,7 @@ def chatterbot_english():
 def test_chatterbot_english_pairs_have_ids_and_turns(chatterbot_english):
     pairs = chatterbot_english
     assert len(pairs) > 500
-    assert all(p.conversation.startswith("english/") and ":" in p.conversation for p in pairs)
+    assert all(p.conversation.startswith("english/") and ".yml:" in p.conversation for p in pairs)
     groups = by_conversation(pairs)
     assert len(groups) > 100
     assert any(len(g) > 1 for g in groups.values())  # some conversations run past one exchange
@@ -44,16 +54,19 @@ def test_chatterbot_english_pairs_have_ids_and_turns(chatterbot_english):
 
 
 def test_chatterbot_matches_the_corpus_file(chatterbot_english):
-    # english/greetings.yml opens with the conversations [Hello, Hi] and [Hi, Hello]
-    first = [p for p in chatterbot_english if p.conversation == "english/greetings:0"]
-    second = [p for p in chatterbot_english if p.conversation == "english/greetings:1"]
+    # english/greetings.yml opens with the conversations [Hello, Hi] (line 4) and [Hi, Hello]
+    # (line 6); a conversation is named by the file and the 1-based line it starts on
+    lines = (Path(chatterbot_corpus_dir()) / "english" / "greetings.yml").read_text(encoding="utf-8").splitlines()
+    assert lines[3:7] == ["- - Hello", "  - Hi", "- - Hi", "  - Hello"]
+    first = [p for p in chatterbot_english if p.conversation == "english/greetings.yml:4"]
+    second = [p for p in chatterbot_english if p.conversation == "english/greetings.yml:6"]
     assert [(p.question, p.answer, p.turn) for p in first] == [("Hello", "Hi", 0)]
     assert [(p.question, p.answer, p.turn) for p in second] == [("Hi", "Hello", 0)]
 
 
 def test_chatterbot_unknown_language_names_the_param():
     with pytest.raises(CubecoreError, match="data.languages") as info:
-        chatterbot_pairs(["klingon"])
+        chatterbot_corpus(["klingon"])
     assert "english" in str(info.value)  # lists what is available
 
 
@@ -87,7 +100,7 @@ def test_jsonl_pairs_with_custom_columns(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     pairs = load_pairs(files_source(path, question_column="prompt", answer_column="response"))
     assert [(p.question, p.answer) for p in pairs] == [(r["prompt"], r["response"]) for r in rows]
-    assert [p.conversation for p in pairs] == ["chat.jsonl:0", "chat.jsonl:1"]
+    assert [p.conversation for p in pairs] == [f"{path}:1", f"{path}:2"]
     assert [p.turn for p in pairs] == [0, 0]
 
 
@@ -101,7 +114,7 @@ def test_csv_pairs(tmp_path):
     pairs = load_pairs(files_source(path))
     assert [(p.question, p.answer) for p in pairs] == [
         ("Hello, how are you?", "Fine, thanks; and you?"), ("Where is the café?", "Round the corner.")]
-    assert [p.conversation for p in pairs] == ["faq.csv:0", "faq.csv:1"]
+    assert [p.conversation for p in pairs] == [f"{path}:2", f"{path}:3"]  # line 1 is the header
 
 
 def test_json_conversations_user_to_assistant_only(tmp_path):
@@ -120,12 +133,12 @@ def test_json_conversations_user_to_assistant_only(tmp_path):
             {"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2"},
         ]},
     ]
-    path.write_text(json.dumps(conversations), encoding="utf-8")
+    path.write_text("[\n" + ",\n".join(json.dumps(c) for c in conversations) + "\n]\n", encoding="utf-8")
     pairs = load_pairs(files_source(path, format="conversations"))
     assert [(p.question, p.answer, p.conversation) for p in pairs] == [
-        ("Hi there", "Hello friend", "convs.json:0"),  # merged; system skipped; assistant -> user dropped
-        ("q1", "a1", "convs.json:1"),
-        ("q2", "a2", "convs.json:1"),
+        ("Hi there", "Hello friend", f"{path}:2"),  # merged; system skipped; assistant -> user dropped
+        ("q1", "a1", f"{path}:3"),  # line 1 is the opening '['
+        ("q2", "a2", f"{path}:3"),
     ]
     texts = {p.question for p in pairs} | {p.answer for p in pairs}
     assert not any("helpful" in t for t in texts)
@@ -202,3 +215,15 @@ def test_unknown_source_through_load_params(tmp_path):
     path.write_text("data:\n  source: web\n", encoding="utf-8")
     with pytest.raises(CubecoreError, match="data.source"):
         load_params(path)
+
+
+def test_chatterbot_conversation_that_is_not_a_list_is_rejected_with_its_line():
+    # english/trivia.yml line 35 is one string where a list of turns belongs; it used to be
+    # read as a list of characters (87 one-letter "pairs")
+    corpus = load_corpus(DataParams(source="chatterbot", languages=["english"]))
+    assert corpus.rejects == [{"file": "english/trivia.yml", "line": 35, "reasons": ["not a list of turns"],
+                               "detail": corpus.rejects[0]["detail"]}]
+    assert "In a game of bingo" in corpus.rejects[0]["detail"]
+    assert not any(len(p.question) == 1 for p in corpus.pairs)
+    counts = corpus.counts()
+    assert counts["records_in"] == counts["records_kept"] + 1

@@ -8,7 +8,7 @@ from cubecore import artifacts
 from cubecore.artifacts import Pairs
 from cubecore.config import SplitParams
 from cubecore.errors import CubecoreError
-from cubecore.splitting import assign_splits, split_pairs
+from cubecore.splitting import MIN_PAIRS, assign_splits, split_pairs
 
 
 def write_filtered(directory, question_id, conversation):
@@ -96,20 +96,60 @@ def test_test_fraction_writes_test_tsv(filtered, tmp_path):
     assert len(artifacts.read_pairs(tmp_path / "with" / "test.tsv")) == metrics["split"]["test"] > 0
 
 
-@pytest.mark.parametrize("n", [0, 1])
-def test_too_few_pairs_raises(tmp_path, n):
+@pytest.mark.parametrize("n", [0, 1, 2, 3])
+def test_too_few_pairs_stop_with_the_minimum_and_the_params(tmp_path, n):
+    # 2 pairs used to reach `train` and crash there (UnboundLocalError: 'lr')
     data = write_filtered(tmp_path / "filter", list(range(n)), [f"c{i}" for i in range(n)])
-    with pytest.raises(CubecoreError, match="nothing to split") as info:
+    with pytest.raises(CubecoreError) as info:
         split_pairs(data, tmp_path / "split", SplitParams(), seed=0)
-    assert "pairs.tsv" in str(info.value)
+    message = str(info.value)
+    assert message.startswith(f"{data}/pairs.tsv: {n} pairs after filtering give the ")
+    assert f"at least {MIN_PAIRS}" in message and "split.val_fraction" in message and "filter.*" in message
+    assert "\n" not in message
     assert not (tmp_path / "split").exists()
+
+
+def test_the_small_split_is_named(tmp_path):
+    # 10 pairs, val_fraction 0.1: val gets 1 pair, train 9
+    data = write_filtered(tmp_path / "filter", list(range(10)), [f"c{i}" for i in range(10)])
+    with pytest.raises(CubecoreError, match=r"give the val split 1; .*split.val_fraction \(higher\)"):
+        split_pairs(data, tmp_path / "split", SplitParams(val_fraction=0.1), seed=0)
+    with pytest.raises(CubecoreError, match=r"give the test split 1; .*split.test_fraction \(higher\)"):
+        split_pairs(data, tmp_path / "split", SplitParams(val_fraction=0.3, test_fraction=0.1), seed=0)
+    assert split_pairs(data, tmp_path / "split", SplitParams(val_fraction=0.2), seed=0)["split"]["val"] == 2
 
 
 def test_single_group_leaves_train_empty_and_raises(tmp_path):
     data = write_filtered(tmp_path / "filter", [5, 5, 5], ["c", "c", "c"])
-    with pytest.raises(CubecoreError, match="side is empty"):
+    with pytest.raises(CubecoreError, match="give the train split 0"):
         split_pairs(data, tmp_path / "split", SplitParams(), seed=0)
     assert not (tmp_path / "split").exists()
+
+
+def test_overlap_with_train_counts_texts_crossing_sides(tmp_path):
+    # a chain of turns: pair i is text i -> text i+1, so a question on one side is often
+    # the answer of the pair before it on the other side
+    n = 40
+    directory = tmp_path / "filter"
+    directory.mkdir()
+    artifacts.write_pairs(directory / "pairs.tsv", Pairs(
+        question_id=np.arange(n, dtype=np.int64), answer_id=np.arange(1, n + 1, dtype=np.int64),
+        conversation=["c"] * n, turn=np.arange(n, dtype=np.int64)))
+    metrics = split_pairs(directory, tmp_path / "split", SplitParams(val_fraction=0.25), seed=1)["split"]
+    parts = read_split(tmp_path / "split")
+    train_texts = set(parts["train"].question_id.tolist()) | set(parts["train"].answer_id.tolist())
+    val = parts["val"]
+    expected = {
+        "questions": {"distinct": len(set(val.question_id.tolist())),
+                      "in_train": len(set(val.question_id.tolist()) & train_texts)},
+        "answers": {"distinct": len(set(val.answer_id.tolist())),
+                    "in_train": len(set(val.answer_id.tolist()) & train_texts)},
+        "texts": {"distinct": len(set(val.question_id.tolist()) | set(val.answer_id.tolist())),
+                  "in_train": len((set(val.question_id.tolist()) | set(val.answer_id.tolist())) & train_texts)},
+    }
+    assert metrics["overlap_with_train"] == {"val": expected}
+    assert 0 < expected["texts"]["in_train"] < expected["texts"]["distinct"]
+    assert not set(val.question_id.tolist()) & set(parts["train"].question_id.tolist())  # grouped by question
 
 
 def test_assign_splits_deals_whole_groups():
