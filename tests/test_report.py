@@ -187,3 +187,19 @@ def test_unknown_revision_is_one_line(repo):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "no-such-rev" in lines[0], done.stderr
     assert not (root / "never.md").exists()
+
+
+def test_malformed_metrics_and_no_repository(repo, tmp_path):
+    root, run = repo
+    metrics = root / "metrics" / "eval.json"
+    good = metrics.read_text()
+    try:
+        metrics.write_text(good[:40])
+        done = report(run, root, "--out", "never.md")
+    finally:
+        metrics.write_text(good)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: metrics/eval.json (workspace):") and "malformed JSON" in done.stderr
+    done = report(run, tmp_path)
+    assert done.returncode == 1 and "not a DVC repository" in done.stderr
+    assert not (root / "never.md").exists() and not (tmp_path / "report.md").exists()
