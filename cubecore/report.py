@@ -226,5 +226,6 @@ def add_command(commands) -> None:
     parser = commands.add_parser("report", help="write a Markdown review report: params, metrics, frontier, plots")
     parser.add_argument("--base", default="HEAD", help="git revision or experiment to compare against (HEAD)")
     parser.add_argument("--exp", default=None, help="a DVC experiment (or revision) to report instead of the workspace")
-    parser.add_argument("--out", default="report.md")
+    parser.add_argument("--out", default="report.md", help="Markdown file to write (report.md); a revision's images go "
+                        "beside it in <name>_plots/")
     parser.set_defaults(run=run)
