@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup repro test bench clean
+.PHONY: setup repro test bench report clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/extract.py
 	$(BIN)/python bench/train.py
+
+report: $(STAMP)  # review report.md: make report [BASE=main] [EXP=name]
+	$(BIN)/python -m cubecore report --base $(or $(BASE),HEAD) $(if $(EXP),--exp $(EXP))
 
 clean:
 	rm -rf $(VENV)

@@ -2,6 +2,8 @@
 
     python -m cubecore answer "How are you?" --top-k 5   # nearest training answers to the cube's output
     python -m cubecore info                              # what was trained, on what, how well
+    python -m cubecore report --base main                # a Markdown review: params, metrics, frontier, plots
+    python -m cubecore doctor                            # is this machine ready? one line per check
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
+from cubecore import doctor, report
 from cubecore.errors import CubecoreError
 from cubecore.stage import main_guard
 
@@ -61,6 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     ask.add_argument("--split", default="data/split")
     ask.set_defaults(run=answer)
     commands.add_parser("info", help="print the trained model's description and all metrics").set_defaults(run=info)
+    report.add_command(commands)
+    doctor.add_command(commands)
     args = parser.parse_args(argv)
     args.run(args)
 

@@ -1,0 +1,150 @@
+"""`python -m cubecore doctor`: each check's ok and problem path, and the exit codes."""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cubecore import doctor
+from cubecore.config import DataParams, FilesParams, TeacherParams
+from cubecore.teacher import pick_device, pick_precision
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def test_teacher_loads_and_names_the_precision_auto_picks():
+    check = doctor.teacher(TeacherParams(precision="auto", device="cpu"))
+    assert check.status == doctor.OK, check.detail
+    picked = pick_precision("auto", pick_device("cpu"))
+    assert f"precision auto -> {picked} on cpu" in check.detail
+    assert ("worst cosine to fp32" in check.detail) == (picked == "bf16")
+
+
+def test_teacher_that_is_not_here(tmp_path):
+    check = doctor.teacher(TeacherParams(model=str(tmp_path / "no-such-model")))
+    assert check.status == doctor.PROBLEM
+    assert "teacher.model" in check.detail and "no-such-model" in check.detail
+
+
+def test_corpus_found():
+    check = doctor.corpus(DataParams(source="chatterbot", languages=["english"]))
+    assert check.status == doctor.OK
+    assert "turn pairs found" in check.detail
+
+
+@pytest.mark.parametrize("data, words", [
+    (DataParams(source="chatterbot", languages=["klingon"]), "klingon"),
+    (DataParams(source="files", files=FilesParams(paths=["missing.jsonl"])), "missing.jsonl"),
+])
+def test_corpus_missing(data, words):
+    check = doctor.corpus(data)
+    assert check.status == doctor.PROBLEM
+    assert words in check.detail
+
+
+def test_python_on_path_is_the_venvs(tmp_path):
+    (tmp_path / ".venv").symlink_to(VENV_BIN.parent)
+    check = doctor.python(tmp_path, f"{tmp_path / '.venv' / 'bin'}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    assert check.status == doctor.OK, check.detail
+
+
+def test_python_on_path_is_another(tmp_path):
+    (tmp_path / ".venv").symlink_to(VENV_BIN.parent)
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "python").symlink_to(sys.executable)  # the same interpreter, but not the venv's bin
+    check = doctor.python(tmp_path, f"{other}{os.pathsep}{tmp_path / '.venv' / 'bin'}")
+    assert check.status == doctor.PROBLEM
+    assert str(other / "python") in check.detail and "source " in check.detail and "make repro" in check.detail
+    assert doctor.python(tmp_path, str(tmp_path / "empty")).status == doctor.PROBLEM  # no python at all
+
+
+def test_cache_writable(tmp_path):
+    check = doctor.cache_writable(tmp_path, "cache/embeddings")
+    assert check.status == doctor.OK
+    assert (tmp_path / "cache" / "embeddings").is_dir()
+    assert list((tmp_path / "cache" / "embeddings").iterdir()) == []  # the probe file is gone
+
+
+def test_cache_not_writable(tmp_path):
+    (tmp_path / "a-file").write_text("not a directory")
+    check = doctor.cache_writable(tmp_path, "a-file/embeddings")  # fails even for root, unlike chmod
+    assert check.status == doctor.PROBLEM
+    assert "base.cache_dir" in check.detail and "a-file" in check.detail
+
+
+def test_cache_sharing(tmp_path):
+    assert doctor.cache_shared(str(tmp_path / "cache")).status == doctor.OK
+    relative = doctor.cache_shared(".cache/embeddings")
+    assert relative.status == (doctor.OK if doctor.root_relative() else doctor.PROBLEM)
+    if relative.status == doctor.PROBLEM:
+        assert "absolute base.cache_dir" in relative.detail
+
+
+def dvc_repo(root: Path, analytics: str | None) -> Path:
+    (root / ".dvc").mkdir(parents=True)
+    (root / ".dvc" / "config").write_text("" if analytics is None else f"[core]\n    analytics = {analytics}\n")
+    return root
+
+
+def test_analytics(tmp_path, monkeypatch):
+    for level in ("GLOBAL", "SYSTEM"):  # the machine's own DVC config stays out of the test
+        monkeypatch.setenv(f"DVC_{level}_CONFIG_DIR", str(tmp_path / level))
+    off, on, default = (dvc_repo(tmp_path / str(value), value) for value in ("false", "true", None))
+    assert doctor.analytics(off, {}).status == doctor.OK
+    assert doctor.analytics(on, {}).status == doctor.PROBLEM
+    assert doctor.analytics(default, {}).status == doctor.PROBLEM  # DVC's default is on
+    assert "core.analytics false" in doctor.analytics(default, {}).detail
+    assert doctor.analytics(on, {"DVC_NO_ANALYTICS": "1"}).status == doctor.OK
+    assert doctor.analytics(tmp_path, {}).status == doctor.CANNOT  # not a DVC repository
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A DVC repository with the venv at .venv, analytics off and an absolute cache directory."""
+    root = dvc_repo(tmp_path / "project", "false")
+    (root / ".venv").symlink_to(VENV_BIN.parent)
+    (root / "params.yaml").write_text(f"base:\n  cache_dir: {tmp_path / 'cache'}\nteacher:\n  device: cpu\n")
+    return root
+
+
+def good_path(root: Path) -> str:
+    return f"{root / '.venv' / 'bin'}{os.pathsep}/usr/bin{os.pathsep}/bin"
+
+
+def test_all_good_exits_0(project):
+    env = {**os.environ, "PATH": good_path(project)}
+    env.pop("DVC_NO_ANALYTICS", None)
+    done = subprocess.run([sys.executable, "-m", "cubecore", "doctor"], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=600)
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [line.split()[0] for line in lines] == ["ok"] * 6, done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def doctor_exit(project, monkeypatch, path: str) -> int:
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("PATH", path)
+    with pytest.raises(SystemExit) as stop:
+        doctor.run(argparse.Namespace(params="params.yaml"))
+    return stop.value.code
+
+
+def test_a_problem_exits_1(project, monkeypatch, capsys):
+    assert doctor_exit(project, monkeypatch, str(project / "nothing")) == 1  # no python on PATH
+    statuses = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert statuses == ["problem"] + ["ok"] * 5
+
+
+def test_cannot_check_exits_2(project, monkeypatch, capsys):
+    shutil.rmtree(project / ".dvc")
+    assert doctor_exit(project, monkeypatch, good_path(project)) == 2  # analytics: not a DVC repository
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("cannot check  dvc analytics: ")
+    assert [line.split()[0] for line in lines].count("ok") == 5
