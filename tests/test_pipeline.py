@@ -26,7 +26,14 @@ def lock_md5(root: Path, stage: str, out: str) -> str:
 
 
 def result_files(root: Path) -> dict:
-    return {p.name: p.read_bytes() for p in sorted((root / "metrics").glob("*.json"))}
+    """The bytes of each tracked metrics file. The bf16 fidelity is measured only when texts are
+    embedded: a run served wholly by the cache records null (issue 7.3 stores it with the cache)."""
+    files = {p.name: p.read_bytes() for p in sorted((root / "metrics").glob("*.json"))}
+    extract = json.loads(files["extract.json"])
+    if extract["extract"]["bf16_worst_cosine_to_fp32"] is not None:
+        extract["extract"]["bf16_worst_cosine_to_fp32"] = None
+        files["extract.json"] = (json.dumps(extract, indent=2) + "\n").encode()
+    return files
 
 
 @pytest.fixture(scope="module")
