@@ -160,3 +160,18 @@ def test_every_numeric_param_is_range_checked():
                 yield f"{prefix}{f.name}"
 
     assert set(numeric(Params, "")) - {"cube.neighbourhood"} == set(RANGES)  # neighbourhood: a choice
+
+
+def test_params_yaml_is_in_the_style_dvc_writes(repo_root, tmp_path):
+    """`dvc exp run -S` rewrites params.yaml through this function: one changed value must be a
+    one-line diff (inline lists and `null` would be rewritten on every experiment)."""
+    from dvc.utils.hydra import apply_overrides
+
+    copy = tmp_path / "params.yaml"
+    copy.write_bytes((repo_root / "params.yaml").read_bytes())
+    apply_overrides(copy, ["train.lr=0.001"])
+    before = (repo_root / "params.yaml").read_text().splitlines()
+    after = copy.read_text().splitlines()
+    assert len(before) == len(after)
+    changed = [(a, b) for a, b in zip(before, after) if a != b]
+    assert [b.split("#")[0].strip() for _, b in changed] == ["lr: 0.001"]
