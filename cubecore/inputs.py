@@ -21,15 +21,13 @@ SOURCE_PACKAGES = {"chatterbot": "chatterbot-corpus", "chitchat": "chitchat-data
 
 def file_identity(path: str, param: str) -> dict:
     """``path`` as params.yaml names it, its size and SHA-256."""
-    digest, size = hashlib.sha256(), 0
     try:
         with open(Path(path).expanduser(), "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-                size += len(block)
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+            size = fh.tell()
     except OSError as exc:
         raise CubecoreError(f"{param}: cannot read {path} ({exc.strerror})") from None
-    return {"path": path, "bytes": size, "sha256": digest.hexdigest()}
+    return {"path": path, "bytes": size, "sha256": digest}
 
 
 def fingerprint_inputs(params: Params) -> dict:
