@@ -10,6 +10,7 @@ import pytest
 from cubecore.config import load_params
 from cubecore.errors import CubecoreError
 from cubecore.inputs import fingerprint_inputs
+from cubecore.modeldir import content_identity
 
 
 def files_params(tmp_path, *paths):
@@ -64,3 +65,14 @@ def test_check_stage_rejects_a_bad_value_in_one_line(repo_root, tmp_path):
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [f"error: {params}: split.val_fraction must be in (0, 1), got 1.5"]
     assert not (tmp_path / "inputs.json").exists()
+
+
+def test_local_teacher_directory_by_content(tmp_path):
+    model = tmp_path / "my-teacher"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "bert"}')
+    (model / "model.safetensors").write_bytes(b"weights v1")
+    first = content_identity(str(model))
+    assert first["model"] == str(model) and first["version"] is None
+    (model / "model.safetensors").write_bytes(b"weights v2")
+    assert content_identity(str(model))["weights_sha256"] != first["weights_sha256"]
