@@ -27,10 +27,10 @@ def answer(args: argparse.Namespace) -> None:
 
     model, info = load_model(args.model)
     identity = info["teacher"]
-    teacher = Teacher(TeacherParams(model=identity["path"], pooling=identity["pooling"],
+    teacher = Teacher(TeacherParams(model=identity["model"], pooling=identity["pooling"],
                                     max_length=identity["max_length"], normalize=identity["normalize"]))
     if teacher.fingerprint != identity["weights_sha256"]:
-        raise CubecoreError(f"{identity['path']}: the teacher's weights changed since training; re-run `dvc repro`")
+        raise CubecoreError(f"teacher {identity['model']!r}: its weights changed since training; re-run `dvc repro`")
     data = artifacts.Dataset.load(args.data)
     train = artifacts.read_pairs(Path(args.split) / "train.tsv")
     bank_ids = train.answer_id if info["mode"] == "dialogue" else train.question_id

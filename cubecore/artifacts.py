@@ -5,7 +5,7 @@ A dataset directory written by ``extract`` holds:
 - ``texts.jsonl``      one ``{"id": i, "text": ...}`` per distinct text, ``id`` = row in the matrix
 - ``embeddings.npy``   float32 ``[n_texts, dim]``, memory-mappable
 - ``pairs.tsv``        ``question_id  answer_id  conversation  turn`` (one adjacent turn pair per row)
-- ``teacher.json``     the teacher's identity (path, weights hash, hidden size, pooling, ...)
+- ``teacher.json``     the teacher's identity (name, version, weights hash, hidden size, pooling, ...)
 - ``rejects.jsonl``    one ``{"file", "line", "reasons", "detail"}`` per source record that gave no
                        pairs (``line``: 1-based, where the record starts in that file)
 

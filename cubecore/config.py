@@ -6,6 +6,7 @@ raises CubecoreError naming the parameter (``params.yaml: teacher.pooling must b
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -192,44 +193,100 @@ def _build(cls, raw, prefix: str):
     return cls(**values)
 
 
+INF = float("inf")
+
+# Allowed ranges of the numeric params: (low, high, low included, high included).
+# A list param's range applies to each of its items; null (where allowed) is not checked.
+RANGES = {
+    "base.seed": (0, 2**32 - 1, True, True),
+    "data.max_pairs": (1, INF, True, False),
+    "teacher.max_length": (1, INF, True, False),
+    "teacher.batch_size": (1, INF, True, False),
+    "filter.question_min_chars": (0, INF, True, False),
+    "filter.question_max_chars": (1, INF, True, False),
+    "filter.answer_min_chars": (0, INF, True, False),
+    "filter.answer_max_chars": (1, INF, True, False),
+    "filter.min_qa_similarity": (-1, 1, True, True),
+    "split.val_fraction": (0, 1, False, False),
+    "split.test_fraction": (0, 1, True, False),
+    "cube.lattice": (1, INF, True, False),
+    "cube.channels": (1, INF, True, False),
+    "cube.hidden": (1, INF, True, False),
+    "cube.position_channels": (0, INF, True, False),
+    "cube.steps": (1, INF, True, False),
+    "train.epochs": (1, INF, True, False),
+    "train.batch_size": (2, INF, True, False),
+    "train.lr": (0, INF, False, False),
+    "train.weight_decay": (0, INF, True, False),
+    "train.warmup_fraction": (0, 1, True, False),
+    "train.grad_clip": (0, INF, True, False),
+    "train.patience": (1, INF, True, False),
+    "train.target_cosine": (-1, 1, True, True),
+    "train.loss.cosine": (0, INF, True, False),
+    "train.loss.mse": (0, INF, True, False),
+    "train.loss.infonce": (0, INF, True, False),
+    "train.loss.temperature": (0, INF, False, False),
+    "train.autoencoder.noise": (0, INF, True, False),
+    "train.threads": (0, INF, True, False),
+    "evaluate.recall_at": (1, INF, True, False),
+    "evaluate.ridge_alphas": (0, INF, False, False),
+}
+
+
+def _lookup(p: Params, name: str):
+    value = p
+    for part in name.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def describe_range(low, high, low_in: bool, high_in: bool) -> str:
+    """``[0, 1)``-style text for a range, or ``>= 1`` / ``> 0`` when it has no upper end."""
+    if high == INF:
+        return f"{'>=' if low_in else '>'} {low}"
+    return f"in {'[' if low_in else '('}{low}, {high}{']' if high_in else ')'}"
+
+
+def _check_range(name: str, value, low, high, low_in: bool, high_in: bool) -> None:
+    above = value >= low if low_in else value > low
+    below = value <= high if high_in else value < high
+    if not (above and below and math.isfinite(value)):
+        finite = "" if math.isfinite(value) else "a finite number "
+        raise CubecoreError(f"{name} must be {finite}{describe_range(low, high, low_in, high_in)}, got {value!r}")
+
+
 def _validate(p: Params) -> None:
     for name, allowed in CHOICES.items():
-        section, *rest = name.split(".")
-        value = getattr(p, section)
-        for part in rest:
-            value = getattr(value, part)
+        value = _lookup(p, name)
         if value not in allowed:
             choices = " | ".join(str(a) for a in allowed)
             raise CubecoreError(f"{name} must be one of {choices}, got {value!r}")
-    checks = [
-        ("split.val_fraction", 0 < p.split.val_fraction < 1),
-        ("split.test_fraction", 0 <= p.split.test_fraction < 1),
-        ("split.val_fraction + split.test_fraction", p.split.val_fraction + p.split.test_fraction < 1),
-        ("data.max_pairs", p.data.max_pairs is None or p.data.max_pairs > 0),
-        ("teacher.max_length", p.teacher.max_length > 0),
-        ("teacher.batch_size", p.teacher.batch_size > 0),
-        ("cube.lattice", len(p.cube.lattice) == 3 and all(n > 0 for n in p.cube.lattice)),
-        ("cube.channels", p.cube.channels > 0),
-        ("cube.hidden", p.cube.hidden > 0),
-        ("cube.position_channels", p.cube.position_channels >= 0),
-        ("cube.steps", p.cube.steps > 0),
-        ("train.epochs", p.train.epochs > 0),
-        ("train.batch_size", p.train.batch_size > 1),
-        ("train.lr", p.train.lr > 0),
-        ("train.warmup_fraction", 0 <= p.train.warmup_fraction < 1),
-        ("train.patience", p.train.patience > 0),
-        ("train.loss.temperature", p.train.loss.temperature > 0),
-        ("train.loss", min(p.train.loss.cosine, p.train.loss.mse, p.train.loss.infonce) >= 0
-         and p.train.loss.cosine + p.train.loss.mse + p.train.loss.infonce > 0),
-        ("train.autoencoder.noise", p.train.autoencoder.noise >= 0),
-        ("evaluate.recall_at", len(p.evaluate.recall_at) > 0 and all(k > 0 for k in p.evaluate.recall_at)),
-        ("evaluate.ridge_alphas", len(p.evaluate.ridge_alphas) > 0 and all(a > 0 for a in p.evaluate.ridge_alphas)),
+    for name, bounds in RANGES.items():
+        value = _lookup(p, name)
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                _check_range(f"{name}[{i}]", item, *bounds)
+        elif value is not None:
+            _check_range(name, value, *bounds)
+    fractions = p.split.val_fraction + p.split.test_fraction
+    relations = [
+        (len(p.cube.lattice) == 3, f"cube.lattice must have 3 sizes, got {p.cube.lattice}"),
+        (bool(p.evaluate.recall_at), "evaluate.recall_at must not be empty"),
+        (bool(p.evaluate.ridge_alphas), "evaluate.ridge_alphas must not be empty"),
+        (fractions < 1, f"split.val_fraction + split.test_fraction must be < 1, got {fractions:g}"),
+        (p.filter.question_min_chars <= p.filter.question_max_chars,
+         f"filter.question_min_chars ({p.filter.question_min_chars}) must be <= filter.question_max_chars "
+         f"({p.filter.question_max_chars})"),
+        (p.filter.answer_min_chars <= p.filter.answer_max_chars,
+         f"filter.answer_min_chars ({p.filter.answer_min_chars}) must be <= filter.answer_max_chars "
+         f"({p.filter.answer_max_chars})"),
+        (p.train.loss.cosine + p.train.loss.mse + p.train.loss.infonce > 0,
+         "train.loss: at least one of cosine, mse, infonce must be > 0"),
+        (p.data.source != "files" or bool(p.data.files.paths), "data.files.paths is empty but data.source is 'files'"),
     ]
-    for name, ok in checks:
+    for ok, message in relations:
         if not ok:
-            raise CubecoreError(f"{name} is out of range (see README, Params reference)")
-    if p.data.source == "files" and not p.data.files.paths:
-        raise CubecoreError("data.files.paths is empty but data.source is 'files'")
+            raise CubecoreError(message)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

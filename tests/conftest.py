@@ -32,7 +32,7 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     """The packaged MiniLM teacher's model directory."""
-    from cubecore.teacher import resolve_model_dir
+    from cubecore.modeldir import resolve_model_dir
 
     return resolve_model_dir(MINILM)
 
@@ -83,11 +83,18 @@ def merge(base: dict, override: dict) -> dict:
     return base
 
 
+def plain_path() -> str:
+    """``PATH`` without any virtualenv's bin directory: what a fresh shell has."""
+    return os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep) if d and not (Path(d) / "activate").exists())
+
+
 def build_project(root: Path, overrides: dict | None = None):
     """Copy this repo's tracked code into ``root`` as a fresh git + DVC project with TINY params.
 
-    Returns ``(root, run)``; ``run(*command)`` runs a command there and returns its stdout,
-    failing the test (with the output) when it exits non-zero.
+    Returns ``(root, run)``; ``run(*command)`` runs a command there (with this interpreter's
+    directory first on PATH, unless ``path`` is given) and returns its stdout, failing the test
+    (with the output) when it exits non-zero; with ``fails=True`` it must exit non-zero and
+    stdout + stderr are returned.
     """
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True)
     for name in tracked.stdout.splitlines():
@@ -104,9 +111,14 @@ def build_project(root: Path, overrides: dict | None = None):
            "HF_HUB_OFFLINE": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
 
-    def run(*command: str) -> str:
-        done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
-        assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    def run(*command: str, fails: bool = False, path: str | None = None) -> str:
+        done = subprocess.run(command, cwd=root, env={**env, "PATH": path or env["PATH"]},
+                              capture_output=True, text=True)
+        output = f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        if fails:
+            assert done.returncode != 0, f"{' '.join(command)} should have failed:\n{output}"
+            return done.stdout + done.stderr
+        assert done.returncode == 0, f"{' '.join(command)} failed:\n{output}"
         return done.stdout
 
     run("git", "init", "-q")

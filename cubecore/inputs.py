@@ -1,0 +1,44 @@
+"""The pipeline's inputs that live outside the repository's code, fingerprinted by content.
+
+DVC cannot list the user's files (``data.files.paths``) or an installed teacher as stage
+dependencies, so the ``check`` stage writes this fingerprint to ``data/inputs.json`` on every
+run and ``extract`` depends on that file: same content, nothing re-runs; an edited data file
+or another teacher, ``extract`` and everything after it re-run. No paths of this machine are
+recorded, so the fingerprint (and ``dvc.lock``) is the same on every checkout.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+from pathlib import Path
+
+from cubecore.config import Params
+from cubecore.errors import CubecoreError
+from cubecore.modeldir import content_identity
+
+SOURCE_PACKAGES = {"chatterbot": "chatterbot-corpus", "chitchat": "chitchat-dataset"}
+
+
+def file_identity(path: str, param: str) -> dict:
+    """``path`` as params.yaml names it, its size and SHA-256."""
+    try:
+        with open(Path(path).expanduser(), "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+            size = fh.tell()
+    except OSError as exc:
+        raise CubecoreError(f"{param}: cannot read {path} ({exc.strerror})") from None
+    return {"path": path, "bytes": size, "sha256": digest}
+
+
+def fingerprint_inputs(params: Params) -> dict:
+    """The data source's content (files or package version) and the teacher's identity."""
+    data = params.data
+    if data.source == "files":
+        source = [file_identity(path, f"data.files.paths[{i}]") for i, path in enumerate(data.files.paths)]
+    else:
+        package = SOURCE_PACKAGES[data.source]
+        try:
+            source = {"package": package, "version": importlib.metadata.version(package)}
+        except importlib.metadata.PackageNotFoundError:
+            raise CubecoreError(f"data.source: package {package!r} is not installed (run `make setup`)") from None
+    return {"data": {"source": data.source, "content": source}, "teacher": content_identity(params.teacher.model)}

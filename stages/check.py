@@ -1,0 +1,18 @@
+"""DVC stage `check`: validate all of params.yaml, fingerprint the data files and the teacher.
+
+It runs first on every `dvc repro` / `dvc exp run` (always_changed) and imports no torch,
+so a bad value stops the run here, before DVC deletes any other stage's outputs.
+"""
+from cubecore.artifacts import write_json
+from cubecore.inputs import fingerprint_inputs
+from cubecore.stage import main_guard, stage_args
+
+
+@main_guard
+def main() -> None:
+    args, params = stage_args(__doc__, out="data/inputs.json")
+    write_json(args.out, fingerprint_inputs(params))
+
+
+if __name__ == "__main__":
+    main()
