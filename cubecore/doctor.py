@@ -50,13 +50,13 @@ def teacher(params: TeacherParams) -> Check:
 
 def corpus(params: DataParams) -> Check:
     """Read the configured source as the extract stage would."""
-    from cubecore.corpora import load_pairs
+    from cubecore.corpora import load_corpus
 
     try:
-        pairs = load_pairs(params)
+        found = load_corpus(params)
     except CubecoreError as exc:
         return Check("corpus", PROBLEM, str(exc))
-    return Check("corpus", OK, f"data.source {params.source!r}: {len(pairs)} turn pairs found")
+    return Check("corpus", OK, f"data.source {params.source!r}: {len(found.pairs)} turn pairs found")
 
 
 def python(root: Path, path: str | None) -> Check:

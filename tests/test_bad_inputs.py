@@ -168,7 +168,7 @@ def test_extract_writes_the_records_it_rejected(tmp_path):
     params.data = files_source(BAD / names[0])
     params.data.files.paths = [str(BAD / name) for name in names]
     params.teacher = TeacherParams(device="cpu", precision="fp32", batch_size=8)
-    metrics = extract(params, tmp_path / "extract", progress=False)["extract"]
+    metrics = extract(params, tmp_path / "extract", progress=False)[0]["extract"]
     expected = {name: load_corpus(files_source(BAD / name)).counts() for name in names}
     assert metrics["records_in"] == sum(c["records_in"] for c in expected.values()) == 22
     assert metrics["records_rejected"] == sum(c["records_rejected"] for c in expected.values()) == 11
