@@ -1,0 +1,58 @@
+"""Relative cache paths resolve to the original repository, also inside DVC's experiment copies."""
+import json
+import re
+import time
+
+import pytest
+import yaml
+
+from cubecore.paths import project_path
+
+
+@pytest.mark.parametrize("copy", [".dvc/tmp/exps/tmpab12", ".dvc/tmp/exps/standalone/tmpcd34"])
+def test_relative_paths_leave_a_dvc_experiment_copy(tmp_path, monkeypatch, copy):
+    repo = tmp_path / "repo"
+    workspace = repo / copy
+    (workspace / ".dvc").mkdir(parents=True)
+    (workspace / "sub").mkdir()
+    monkeypatch.setenv("DVC_ROOT", str(repo))
+    monkeypatch.chdir(workspace)
+    assert project_path(".cache/embeddings") == repo / ".cache/embeddings"
+    monkeypatch.chdir(workspace / "sub")  # a stage with its own wdir keeps its place
+    assert project_path("x") == repo / "sub" / "x"
+    assert project_path(tmp_path / "abs") == tmp_path / "abs"
+
+
+def test_relative_paths_outside_an_experiment_copy_are_from_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "elsewhere"))
+    monkeypatch.chdir(tmp_path)
+    assert project_path(".cache/embeddings") == tmp_path / ".cache/embeddings"
+    monkeypatch.delenv("DVC_ROOT")
+    assert project_path("a/b") == tmp_path / "a/b"
+
+
+@pytest.mark.slow
+def test_temp_and_queued_experiments_share_the_repository_cache(make_project):
+    root, run = make_project()
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["base"]["cache_dir"] = ".cache/embeddings"  # relative, as in the shipped params.yaml
+    params["train"]["checkpoint_dir"] = ".cache/checkpoints"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run("git", "commit", "-qam", "relative cache paths")
+    run("dvc", "repro", "extract")
+    first = json.loads((root / "metrics/extract.json").read_text())["extract"]
+    assert first["cache_misses"] == first["texts"] > 0 and (root / ".cache/embeddings").is_dir()
+
+    run("dvc", "exp", "run", "--temp", "extract", "-S", "data.max_pairs=250", "--name", "temp-run")
+    run("dvc", "exp", "run", "--queue", "extract", "-S", "data.max_pairs=200", "--name", "queued-run")
+    run("dvc", "queue", "start")
+    deadline = time.time() + 600
+    while re.search(r"\b(Queued|Running)\b", run("dvc", "queue", "status")) and time.time() < deadline:
+        time.sleep(2)
+    refs = run("git", "for-each-ref", "--format=%(refname)", "refs/exps").split()
+    for name in ("temp-run", "queued-run"):
+        ref = [r for r in refs if r.endswith(f"/{name}")]
+        assert ref, (name, run("dvc", "queue", "status"), refs)
+        metrics = json.loads(run("git", "show", f"{ref[0]}:metrics/extract.json"))["extract"]
+        assert metrics["cache_hits"] == metrics["texts"] > 0 and metrics["cache_misses"] == 0, (name, metrics)
+    assert not list((root / ".dvc/tmp/exps").rglob(".cache"))  # nothing cached inside the copies
