@@ -3,9 +3,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from cubecore.config import TeacherParams
 from cubecore.embcache import EmbeddingCache
@@ -245,3 +252,43 @@ def test_fidelity_is_reported_on_a_run_served_from_the_cache(tmp_path, minilm_di
     (cache.directory / "fidelity.json").unlink()  # a cache from before fidelity was kept: measured
     _, stats = embed_with_cache(TEXTS, later, EmbeddingCache(tmp_path, later.cache_namespace()), progress=False)
     assert stats["cache_hits"] == len(TEXTS) and stats["bf16_worst_cosine_to_fp32"] >= 0.999
+
+
+# --- SIGKILL during extract, then a re-run ---------------------------------------------------
+
+def run_extract(project, cache_dir, shard_texts=8, wait=True):
+    """``python -m stages.extract`` in ``project`` (tiny params, the given cache, small shards)."""
+    repo = Path(__file__).resolve().parents[1]
+    params = {"base": {"cache_dir": str(cache_dir)}, "data": {"max_pairs": 100},
+              "teacher": {"precision": "fp32", "batch_size": 8, "device": "cpu"}}
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {**os.environ, "PYTHONPATH": str(repo), "CUBECORE_SHARD_TEXTS": str(shard_texts)}
+    command = [sys.executable, "-m", "stages.extract"]
+    if not wait:
+        return subprocess.Popen(command, cwd=project, env=env, stderr=subprocess.DEVNULL)
+    done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads((project / "metrics/extract.json").read_text())["extract"]
+
+
+@pytest.mark.slow
+def test_extract_killed_after_a_shard_resumes_with_the_same_result(tmp_path):
+    killed, straight = tmp_path / "killed", tmp_path / "straight"
+    killed.mkdir()
+    straight.mkdir()
+    process = run_extract(killed, tmp_path / "cache-killed", wait=False)
+    deadline = time.time() + 300
+    while not list((tmp_path / "cache-killed").glob("*/*.sum.json")) and time.time() < deadline:
+        assert process.poll() is None, "extract ended before it could be killed"
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (killed / "data/extract").exists()
+    shards = len(list((tmp_path / "cache-killed").glob("*/*.sum.json")))
+
+    resumed = run_extract(killed, tmp_path / "cache-killed")
+    assert resumed["cache_hits"] >= 8 * shards > 0 and resumed["cache_misses"] == resumed["texts"] - resumed["cache_hits"]
+    whole = run_extract(straight, tmp_path / "cache-straight")
+    assert whole["cache_hits"] == 0 and whole["texts"] == resumed["texts"]
+    for name in ("embeddings.npy", "texts.jsonl", "pairs.tsv"):
+        assert (killed / "data/extract" / name).read_bytes() == (straight / "data/extract" / name).read_bytes(), name
