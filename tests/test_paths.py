@@ -1,12 +1,19 @@
 """Relative cache paths resolve to the original repository, also inside DVC's experiment copies."""
 import json
+import os
 import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 
-from cubecore.paths import project_path
+from cubecore.errors import CubecoreError
+from cubecore.paths import output_path, project_path, usable_dir
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("copy", [".dvc/tmp/exps/tmpab12", ".dvc/tmp/exps/standalone/tmpcd34"])
@@ -56,3 +63,44 @@ def test_temp_and_queued_experiments_share_the_repository_cache(make_project):
         metrics = json.loads(run("git", "show", f"{ref[0]}:metrics/extract.json"))["extract"]
         assert metrics["cache_hits"] == metrics["texts"] > 0 and metrics["cache_misses"] == 0, (name, metrics)
     assert not list((root / ".dvc/tmp/exps").rglob(".cache"))  # nothing cached inside the copies
+
+
+# --- nothing is written outside the project by accident -------------------------------------
+
+@pytest.mark.parametrize("path", ["../elsewhere", "data/../../elsewhere", "/tmp/elsewhere"])
+def test_a_stage_path_outside_the_project_is_refused(tmp_path, monkeypatch, path):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CubecoreError, match=r"^--out: .* is outside the project .*--allow-outside"):
+        output_path(path, "--out")
+    assert output_path(path, "--out", allow_outside=True) == Path(path)
+
+
+@pytest.mark.parametrize("path", ["data/extract", "data/../metrics/x.json", str(Path("/") / "PROJECT" / "out")])
+def test_a_stage_path_inside_the_project_is_accepted(tmp_path, monkeypatch, path):
+    monkeypatch.chdir(tmp_path)
+    path = path.replace("/PROJECT", str(tmp_path))
+    assert output_path(path, "--out") == Path(path)
+
+
+def test_the_stage_script_refuses_in_one_line_before_any_work(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    done = subprocess.run([sys.executable, "-m", "stages.extract", "--out", "../extract"], cwd=project,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: --out: ../extract is outside the project ({project.resolve()}); "
+        f"pass --allow-outside if you mean to write there"]
+    assert not (tmp_path / "extract").exists()
+
+
+def test_cache_dirs_may_not_climb_out_but_may_be_absolute(tmp_path, monkeypatch):
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    with pytest.raises(CubecoreError, match=r"^base.cache_dir: \.\./cache climbs out of the project"):
+        usable_dir("../cache", "base.cache_dir")
+    assert not (tmp_path / "cache").exists()
+    assert usable_dir(tmp_path / "cache", "base.cache_dir") == tmp_path / "cache"
+    assert usable_dir(".cache/x", "base.cache_dir") == project.resolve() / ".cache/x"
