@@ -17,6 +17,7 @@ import yaml
 from cubecore.config import TeacherParams
 from cubecore.embcache import EmbeddingCache
 from cubecore.extraction import embed_with_cache
+from test_paths import extract_figures
 
 
 def vectors(n: int, dim: int = 4, seed: int = 0) -> np.ndarray:
@@ -259,7 +260,7 @@ def test_fidelity_is_reported_on_a_run_served_from_the_cache(tmp_path, minilm_di
 def run_extract(project, cache_dir, shard_texts=8, wait=True):
     """``python -m stages.extract`` in ``project`` (tiny params, the given cache, small shards)."""
     repo = Path(__file__).resolve().parents[1]
-    params = {"base": {"cache_dir": str(cache_dir)}, "data": {"max_pairs": 100},
+    params = {"base": {"cache_dir": str(cache_dir)}, "data": {"max_pairs": 50},
               "teacher": {"precision": "fp32", "batch_size": 8, "device": "cpu"}}
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "PYTHONPATH": str(repo), "CUBECORE_SHARD_TEXTS": str(shard_texts)}
@@ -268,7 +269,7 @@ def run_extract(project, cache_dir, shard_texts=8, wait=True):
         return subprocess.Popen(command, cwd=project, env=env, stderr=subprocess.DEVNULL)
     done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads((project / "metrics/extract.json").read_text())["extract"]
+    return extract_figures(project)
 
 
 @pytest.mark.slow
