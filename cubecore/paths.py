@@ -85,7 +85,7 @@ def usable_dir(path: str | Path, param: str) -> Path:
         with tempfile.TemporaryFile(dir=directory):
             pass
     except OSError as exc:
-        reason = exc.strerror or str(exc)
+        reason = "it is a file" if isinstance(exc, FileExistsError) else exc.strerror or str(exc)
         where = f" ({exc.filename})" if exc.filename and Path(exc.filename) != directory else ""
         raise CubecoreError(f"{param}: cannot use {directory} as a writable directory: "
                             f"{reason}{where}") from None
