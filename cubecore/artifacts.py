@@ -51,12 +51,24 @@ class Pairs:
         return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), [], np.zeros(0, np.int64))
 
 
+def umask() -> int:
+    """The process umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path):
-    """Yield a temp path next to ``path``; on success rename it into place, else remove it."""
+    """Yield a temp path next to ``path``; on success rename it into place, else remove it.
+
+    The file gets the mode a plain ``open`` would give it (0666 minus the umask), not
+    mkstemp's 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~umask())
     os.close(fd)
     try:
         yield Path(tmp)
@@ -68,10 +80,14 @@ def atomic_path(path: str | Path):
 
 @contextlib.contextmanager
 def atomic_dir(path: str | Path):
-    """Yield a temp directory; on success it replaces ``path`` whole, else it is removed."""
+    """Yield a temp directory; on success it replaces ``path`` whole, else it is removed.
+
+    The directory gets the mode ``mkdir`` would give it (0777 minus the umask), not 0700.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp.chmod(0o777 & ~umask())
     try:
         yield tmp
         if path.exists():

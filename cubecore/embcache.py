@@ -1,59 +1,169 @@
 """A content-addressed cache of teacher embeddings that outlives DVC stage outputs.
 
 Layout: ``<cache_dir>/<namespace>/<shard>.keys.npy`` (uint8 ``[n, 16]`` BLAKE2b digests of
-the texts) beside ``<shard>.emb.npy`` (float32 ``[n, dim]``). The namespace hashes the
-teacher fingerprint, pooling, max_length and normalisation, so a key is just the text.
-Shards are written atomically, embeddings first and keys last, so a shard is either whole
-or invisible; an interrupted extraction keeps every shard it finished.
+the texts) beside ``<shard>.emb.npy`` (float32 ``[n, dim]``) and ``<shard>.sum.json`` (the
+BLAKE2b of both files, the row count and the dimension). The namespace hashes the teacher
+fingerprint, pooling, max_length, normalisation and precision, so a key is just the text.
+
+A shard is written embeddings first, keys next, checksums last, each atomically: an
+interrupted extraction keeps every shard it finished. Every shard is verified when first
+read: a wrong checksum, a truncated or garbled file, a wrong shape or a non-finite value is
+reported in one warning naming the file, the shard is moved to ``damaged/`` and its texts
+are embedded again. A shard without checksums (written before they existed, or cut off just
+before its checksums) is checked for what can be checked (readable, shapes, finite values)
+and then gets its checksums: existing caches are migrated, not thrown away.
+
+``fidelity.json`` keeps the worst bf16-vs-fp32 cosine measured for the namespace, so a run
+served entirely from the cache still reports it.
 """
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import logging
+import os
 import time
 import uuid
 from pathlib import Path
 
 import numpy as np
 
-from cubecore.artifacts import atomic_path
+from cubecore.artifacts import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
 KEY_BYTES = 16
+FIDELITY_KEY = "bf16_worst_cosine_to_fp32"
 
 
 def text_key(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=KEY_BYTES).digest()
 
 
+def checksum(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=32).hexdigest()
+
+
+class DamagedShard(Exception):
+    """A shard that fails verification (the message says how)."""
+
+
+def _load_array(data: bytes) -> np.ndarray:
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+        raise DamagedShard(f"unreadable ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+
+
+class Shard:
+    """One shard's three files."""
+
+    def __init__(self, keys_file: Path):
+        self.name = keys_file.name.removesuffix(".keys.npy")
+        self.keys_file = keys_file
+        self.emb_file = keys_file.with_name(f"{self.name}.emb.npy")
+        self.sum_file = keys_file.with_name(f"{self.name}.sum.json")
+        self.sums: dict | None = None
+        self.rows = 0
+
+    def files(self) -> list[Path]:
+        return [self.emb_file, self.keys_file, self.sum_file]
+
+    def read_keys(self) -> np.ndarray:
+        """The keys, checked against the recorded checksum when there is one."""
+        if self.sum_file.exists():
+            try:
+                sums = json.loads(self.sum_file.read_text(encoding="utf-8"))
+                self.sums = {"keys": str(sums["keys"]), "emb": str(sums["emb"]),
+                             "rows": int(sums["rows"]), "dim": int(sums["dim"])}
+            except (ValueError, KeyError, TypeError) as exc:
+                raise DamagedShard(f"unreadable checksum file {self.sum_file.name} ({type(exc).__name__})") from None
+        data = self.keys_file.read_bytes()
+        if self.sums is not None and checksum(data) != self.sums["keys"]:
+            raise DamagedShard("keys checksum mismatch")
+        keys = _load_array(data)
+        if keys.ndim != 2 or keys.shape[1] != KEY_BYTES or keys.dtype != np.uint8:
+            raise DamagedShard(f"keys have shape {keys.shape} {keys.dtype}, expected [n, {KEY_BYTES}] uint8")
+        if self.sums is not None and len(keys) != self.sums["rows"]:
+            raise DamagedShard(f"{len(keys)} keys, checksum file says {self.sums['rows']}")
+        self.rows = len(keys)
+        return keys
+
+    def embeddings(self) -> np.ndarray:
+        """The whole embedding matrix, verified (and given checksums if it had none)."""
+        try:
+            data = self.emb_file.read_bytes()
+        except FileNotFoundError:
+            raise DamagedShard(f"{self.emb_file.name} is missing") from None
+        if self.sums is not None and checksum(data) != self.sums["emb"]:
+            raise DamagedShard("embeddings checksum mismatch")
+        matrix = _load_array(data)
+        rows, dim = self.rows, "dim" if self.sums is None else self.sums["dim"]
+        if matrix.ndim != 2 or matrix.shape[0] != rows or matrix.dtype != np.float32 or \
+                (self.sums is not None and matrix.shape[1] != dim):
+            raise DamagedShard(f"embeddings have shape {matrix.shape} {matrix.dtype}, expected [{rows}, {dim}] float32")
+        if not np.isfinite(matrix).all():
+            raise DamagedShard(f"{int((~np.isfinite(matrix)).any(1).sum())} rows hold NaN or infinite values")
+        if self.sums is None:  # a shard from before checksums: record them now (one-time migration)
+            self.write_sums(data, self.keys_file.read_bytes(), matrix.shape)
+            log.info("embedding cache: recorded checksums for %s", self.emb_file)
+        return matrix
+
+    def write_sums(self, emb_bytes: bytes, keys_bytes: bytes, shape: tuple[int, int]) -> None:
+        self.sums = {"emb": checksum(emb_bytes), "keys": checksum(keys_bytes), "rows": shape[0], "dim": shape[1]}
+        write_json(self.sum_file, self.sums)
+
+
 class EmbeddingCache:
     def __init__(self, root: str | Path, namespace: str):
         self.directory = Path(root) / namespace
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._index: dict[bytes, tuple[Path, int]] = {}
+        self._index: dict[bytes, tuple[Shard, int]] = {}
         for keys_file in sorted(self.directory.glob("*.keys.npy")):
-            emb_file = keys_file.with_name(keys_file.name.replace(".keys.npy", ".emb.npy"))
-            if not emb_file.exists():
+            shard = Shard(keys_file)
+            try:
+                keys = shard.read_keys()
+            except (DamagedShard, OSError) as exc:
+                self._drop(shard, exc)
                 continue
-            keys = np.load(keys_file, allow_pickle=False)
-            for row, key in enumerate(keys):
-                self._index[key.tobytes()] = (emb_file, row)
+            self._add(shard, keys)
 
     def __len__(self) -> int:
         return len(self._index)
+
+    def _add(self, shard: Shard, keys: np.ndarray) -> None:
+        for row, key in enumerate(keys):
+            self._index[key.tobytes()] = (shard, row)
+
+    def _drop(self, shard: Shard, reason: Exception) -> None:
+        """Forget a damaged shard and move its files to ``damaged/`` (one warning)."""
+        aside = self.directory / "damaged"
+        aside.mkdir(exist_ok=True)
+        for path in shard.files():
+            try:
+                os.replace(path, aside / path.name)
+            except FileNotFoundError:
+                pass  # absent, or another process moved it first
+        self._index = {key: hit for key, hit in self._index.items() if hit[0] is not shard}
+        log.warning("embedding cache: damaged shard %s (%s): moved to %s/, its texts are embedded again",
+                    shard.emb_file, reason, aside)
 
     def get(self, texts: list[str], dim: int) -> tuple[np.ndarray, np.ndarray]:
         """Cached rows for ``texts``: ``(matrix [n, dim], found mask [n])``."""
         matrix = np.zeros((len(texts), dim), dtype=np.float32)
         found = np.zeros(len(texts), dtype=bool)
-        by_file: dict[Path, list[tuple[int, int]]] = {}
+        by_shard: dict[Shard, list[tuple[int, int]]] = {}
         for i, text in enumerate(texts):
             hit = self._index.get(text_key(text))
             if hit is not None:
-                by_file.setdefault(hit[0], []).append((i, hit[1]))
-        for emb_file, rows in by_file.items():
-            stored = np.load(emb_file, mmap_mode="r", allow_pickle=False)
+                by_shard.setdefault(hit[0], []).append((i, hit[1]))
+        for shard, rows in by_shard.items():
+            try:
+                stored = shard.embeddings()
+            except (DamagedShard, OSError) as exc:
+                self._drop(shard, exc)
+                continue
             if stored.shape[1] != dim:
                 continue
             targets, sources = map(np.array, zip(*rows))
@@ -66,11 +176,41 @@ class EmbeddingCache:
         if not texts:
             return
         name = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex}"
-        emb_file = self.directory / f"{name}.emb.npy"
+        shard = Shard(self.directory / f"{name}.keys.npy")
+        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
         keys = np.frombuffer(b"".join(text_key(t) for t in texts), dtype=np.uint8).reshape(-1, KEY_BYTES)
-        with atomic_path(emb_file) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(matrix, dtype=np.float32), allow_pickle=False)
-        with atomic_path(self.directory / f"{name}.keys.npy") as tmp, open(tmp, "wb") as fh:
-            np.save(fh, keys, allow_pickle=False)
-        for row, key in enumerate(keys):
-            self._index[key.tobytes()] = (emb_file, row)
+        emb_bytes, keys_bytes = _npy_bytes(matrix), _npy_bytes(keys)
+        with atomic_path(shard.emb_file) as tmp:
+            tmp.write_bytes(emb_bytes)
+        with atomic_path(shard.keys_file) as tmp:
+            tmp.write_bytes(keys_bytes)
+        shard.write_sums(emb_bytes, keys_bytes, matrix.shape)
+        shard.rows = len(keys)
+        self._add(shard, keys)
+
+    # --- the bf16 fidelity measured for this namespace ---------------------------------------
+    @property
+    def fidelity_file(self) -> Path:
+        return self.directory / "fidelity.json"
+
+    def fidelity(self) -> float | None:
+        """The worst bf16-vs-fp32 cosine recorded for this namespace (None if never measured)."""
+        try:
+            value = json.loads(self.fidelity_file.read_text(encoding="utf-8"))[FIDELITY_KEY]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return float(value) if isinstance(value, (int, float)) and np.isfinite(value) else None
+
+    def record_fidelity(self, worst_cosine: float) -> float:
+        """Keep the worse of ``worst_cosine`` and what was recorded; return it."""
+        recorded = self.fidelity()
+        worst = worst_cosine if recorded is None else min(recorded, worst_cosine)
+        if worst != recorded:
+            write_json(self.fidelity_file, {FIDELITY_KEY: worst})
+        return worst
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()

@@ -8,6 +8,7 @@ import sys
 
 from cubecore.config import Params, load_params
 from cubecore.errors import CubecoreError
+from cubecore.paths import output_path
 
 
 def main_guard(main):
@@ -31,5 +32,8 @@ def stage_args(description: str, **paths: str) -> tuple[argparse.Namespace, Para
     parser.add_argument("--params", default="params.yaml")
     for name, default in paths.items():
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=default)
+    parser.add_argument("--allow-outside", action="store_true", help="allow paths outside the project")
     args = parser.parse_args()
+    for name in paths:  # no path option reaches outside the project by accident
+        output_path(getattr(args, name), f"--{name.replace('_', '-')}", args.allow_outside)
     return args, load_params(args.params)

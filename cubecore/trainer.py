@@ -1,11 +1,10 @@
 """The training loop: AdamW, warm-up + cosine or plateau LR, clipping, early stopping,
 best/last checkpoints and resume. Works for any ``nn.Module`` mapping ``[B, dim] -> [B, dim]``.
 
-Checkpoints live in ``train.checkpoint_dir/<run key>/`` (outside DVC's outputs, which DVC
-deletes before a stage runs): ``best.safetensors``, ``last.safetensors`` and
-``last_state.pt`` (optimizer, epoch, history; loaded with ``weights_only=True``). The run
-key hashes everything that defines the run, so a resume never mixes two configurations;
-a run that finishes removes its checkpoints (the caller saves the model).
+Checkpoints live in ``train.checkpoint_dir/<run key>/``, locked while a process uses them
+(see cubecore/checkpoints.py). The run key hashes everything that defines the run, so a
+resume never mixes two configurations; a run that finishes removes its checkpoints (the
+caller saves the model).
 """
 from __future__ import annotations
 
@@ -14,22 +13,20 @@ import json
 import logging
 import math
 import resource
-import shutil
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
-from cubecore.artifacts import atomic_path
+from cubecore.checkpoints import RunDirectory
 from cubecore.config import TrainParams
 from cubecore.errors import CubecoreError
 from cubecore.losses import combined_loss
 from cubecore.metrics import candidate_index, cosine, retrieval_ranks, retrieval_summary
+from cubecore.paths import usable_dir
 from cubecore.tasks import TaskData, corrupt, train_noise
 
 log = logging.getLogger(__name__)
@@ -100,7 +97,9 @@ class Trainer:
         self.params = params
         self.seed = seed
         layout = [(name, list(tensor.shape)) for name, tensor in model.state_dict().items()]
-        self.directory = Path(params.checkpoint_dir) / run_key(key, layout)  # a changed model never resumes
+        root = usable_dir(params.checkpoint_dir, "train.checkpoint_dir")  # fail now, not after an epoch
+        self.run = RunDirectory(root, run_key(key, layout))  # a changed model never resumes
+        self.directory = self.run.path
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
         self.state = TrainState()
 
@@ -115,29 +114,36 @@ class Trainer:
         return self.params.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     # --- checkpoints ---------------------------------------------------------------------
-    def _save(self, name: str) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        weights = {k: v.detach().contiguous() for k, v in self.model.state_dict().items()}
-        with atomic_path(self.directory / f"{name}.safetensors") as tmp:
-            save_file(weights, str(tmp))
-        if name == "last":
-            state = {"optimizer": self.optimizer.state_dict(), "trainer": vars(self.state)}
-            with atomic_path(self.directory / "last_state.pt") as tmp:
-                torch.save(state, tmp)
-
     def _resume(self) -> bool:
-        weights, state_file = self.directory / "last.safetensors", self.directory / "last_state.pt"
-        if not (self.params.resume and weights.exists() and state_file.exists()):
+        if not self.params.resume:
+            self.run.clear()
             return False
-        state = torch.load(state_file, weights_only=True)
-        self.model.load_state_dict(load_file(str(weights)))
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.state = TrainState(**state["trainer"])
+        state = self.run.resume(self.model, self.optimizer)
+        if state is None:
+            return False
+        self.state = TrainState(**state)
         log.info("resuming from %s after epoch %d", self.directory, self.state.epoch)
         return True
 
     def load_best(self) -> None:
-        self.model.load_state_dict(load_file(str(self.directory / "best.safetensors")))
+        self.run.load_best(self.model)
+
+    def _diverged(self, loss: torch.Tensor, terms: dict, epoch: int, x: torch.Tensor, y: torch.Tensor) -> CubecoreError:
+        """What is known when the loss stops being finite: where, which term, whether the data
+        or the model is to blame, and the best checkpoint if one was saved."""
+        bad = [name for name, value in terms.items() if not math.isfinite(value)]
+        where = f"train: the loss is {loss.item()} at epoch {epoch}, step {self.state.step + 1}"
+        where += f" (non-finite term: {', '.join(bad)})" if bad else ""
+        if not torch.isfinite(x).all() or not torch.isfinite(y).all():
+            cause = "the batch's inputs or targets hold NaN/inf: check the embeddings written by extract"
+        else:
+            cause = (f"inputs and targets are finite, so training diverged: try a lower train.lr "
+                     f"(now {self.params.lr:g}) or train.grad_clip (now {self.params.grad_clip:g}, 0 = off)")
+        if self.run.best_file.exists():
+            kept = f"the best checkpoint (epoch {self.state.best_epoch}) is kept in {self.run.best_file}"
+        else:
+            kept = "no checkpoint was saved before it"
+        return CubecoreError(f"{where}; {cause}; {kept}")
 
     # --- the loop ------------------------------------------------------------------------
     def _improved(self, value: float) -> bool:
@@ -154,7 +160,13 @@ class Trainer:
                 "val_recall@1": scores["recall@1"]}
 
     def fit(self, train: TaskData, val: TaskData, mode: str, live=None, progress: bool = True) -> dict:
-        """Train until ``epochs`` or early stopping; leave the best weights in the model."""
+        """Train until ``epochs`` or early stopping; leave the best weights in the model.
+
+        The run directory is locked throughout: an identical run waits for this one."""
+        with self.run:
+            return self._fit(train, val, mode, live, progress)
+
+    def _fit(self, train: TaskData, val: TaskData, mode: str, live, progress: bool) -> dict:
         p = self.params
         resumed = self._resume()
         if live is not None:  # DVCLive's files were deleted with the stage outputs: replay
@@ -180,9 +192,7 @@ class Trainer:
                 x = corrupt(train.inputs[index], noise, generator)
                 loss, terms = combined_loss(self.model(x), train.targets[index], p.loss)
                 if not torch.isfinite(loss):
-                    raise CubecoreError(f"train: loss is {loss.item()} at epoch {epoch}, step "
-                                        f"{self.state.step + 1}; the best checkpoint is kept in "
-                                        f"{self.directory} (lower train.lr or check the inputs)")
+                    raise self._diverged(loss, terms, epoch, x, train.targets[index])
                 lr = self.lr_at(self.state.step, total_steps)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
@@ -204,7 +214,7 @@ class Trainer:
         if self.state.best_value is None:
             raise CubecoreError("train: no epoch completed (is the training split empty?)")
         self.load_best()
-        shutil.rmtree(self.directory)  # checkpoints exist to resume a run that did not finish
+        self.run.clear()  # checkpoints exist to resume a run that did not finish
         return {"epochs_run": self.state.epoch, "best_epoch": self.state.best_epoch,
                 "stopped_early": self.state.epoch < p.epochs, "resumed": resumed,
                 "speed": {"samples_per_second": round(samples / seconds, 1) if seconds else None,
@@ -217,9 +227,9 @@ class Trainer:
         self.state.history.append(row)
         if self._improved(value):
             self.state.best_value, self.state.best_epoch, self.state.bad_epochs = value, row["epoch"], 0
-            self._save("best")
+            self.run.save_best(self.model)
         else:
             self.state.bad_epochs += 1
             if self.params.schedule == "plateau" and self.state.bad_epochs % max(1, self.params.patience // 2) == 0:
                 self.state.plateau_scale *= 0.5
-        self._save("last")
+        self.run.save_last(self.model, self.optimizer, vars(self.state))

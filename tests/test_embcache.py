@@ -1,11 +1,23 @@
 """The content-addressed embedding cache and extraction's use of it."""
 from __future__ import annotations
 
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
+import pytest
+import yaml
 
 from cubecore.config import TeacherParams
 from cubecore.embcache import EmbeddingCache
 from cubecore.extraction import embed_with_cache
+from test_paths import extract_figures
 
 
 def vectors(n: int, dim: int = 4, seed: int = 0) -> np.ndarray:
@@ -110,3 +122,174 @@ def test_shard_names_never_collide(tmp_path, monkeypatch):
     got, found = cache.get(["p", "q", "x", "y"], 4)
     assert found.all()
     assert got[:, 0].tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+# --- damaged shards: found, named, dropped, recomputed ------------------------------------
+
+TEXTS = ["Good morning!", "How is the weather today?", "It is sunny and warm.", "See you tomorrow."]
+
+
+def finite_garbage(path):
+    stored = np.load(path)
+    np.save(path, stored[::-1].copy())  # a valid file, plausible values, wrong rows
+
+
+def nan_bytes(path):
+    data = bytearray(path.read_bytes())
+    data[-64:] = np.full(16, np.nan, np.float32).tobytes()
+    path.write_bytes(bytes(data))
+
+
+def truncated(path):
+    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+
+
+def random_bytes(path):
+    path.write_bytes(np.random.default_rng(0).bytes(path.stat().st_size))
+
+
+DAMAGE = {"finite_garbage": finite_garbage, "nan_bytes": nan_bytes, "truncated": truncated,
+          "random_bytes": random_bytes}
+
+
+def only_shard(cache: EmbeddingCache, suffix: str):
+    (path,) = cache.directory.glob(f"*{suffix}")
+    return path
+
+
+def damage_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+@pytest.mark.parametrize("target", [".emb.npy", ".keys.npy"])
+def test_a_damaged_shard_is_named_dropped_and_recomputed(tmp_path, minilm_teacher, damage, target, caplog):
+    fresh = minilm_teacher.embed(TEXTS, progress=False)
+    cache = EmbeddingCache(tmp_path, "ns")
+    embed_with_cache(TEXTS, minilm_teacher, cache, progress=False)
+    shard = only_shard(cache, target)
+    DAMAGE[damage](shard)
+
+    with caplog.at_level(logging.WARNING):
+        got, stats = embed_with_cache(TEXTS, minilm_teacher, EmbeddingCache(tmp_path, "ns"), progress=False)
+    (warning,) = damage_warnings(caplog)
+    assert str(shard.with_name(shard.name.replace(target, ".emb.npy"))) in warning and "damaged" in warning
+    assert stats["cache_misses"] == len(TEXTS)
+    np.testing.assert_allclose(got, fresh, atol=1e-6)
+    assert not shard.exists() and (cache.directory / "damaged" / shard.name).exists()
+
+    caplog.clear()  # the recomputed shard replaced it: the next run is all hits, no warning
+    again, stats = embed_with_cache(TEXTS, minilm_teacher, EmbeddingCache(tmp_path, "ns"), progress=False)
+    assert stats["cache_hits"] == len(TEXTS) and not damage_warnings(caplog)
+    np.testing.assert_array_equal(again, got)
+
+
+def legacy(cache: EmbeddingCache) -> None:
+    """Make the cache look as the code before checksums left it: no ``.sum.json`` files."""
+    for path in cache.directory.glob("*.sum.json"):
+        path.unlink()
+
+
+def test_shards_without_checksums_are_verified_then_migrated(tmp_path, caplog):
+    cache = EmbeddingCache(tmp_path, "ns")
+    matrix = vectors(3)
+    cache.put(["a", "b", "c"], matrix)
+    legacy(cache)
+    with caplog.at_level(logging.WARNING):
+        got, found = EmbeddingCache(tmp_path, "ns").get(["c", "a"], 4)
+    assert found.all() and not damage_warnings(caplog)
+    np.testing.assert_array_equal(got, matrix[[2, 0]])
+    sums = json.loads(only_shard(cache, ".sum.json").read_text())  # migrated: now it has checksums
+    assert sums["rows"] == 3 and sums["dim"] == 4
+
+    finite_garbage(only_shard(cache, ".emb.npy"))  # ... so later damage is caught
+    with caplog.at_level(logging.WARNING):
+        assert not EmbeddingCache(tmp_path, "ns").get(["a"], 4)[1].any()
+    assert len(damage_warnings(caplog)) == 1
+
+
+@pytest.mark.parametrize("damage", ["nan_bytes", "truncated", "random_bytes", "wrong_rows"])
+def test_shards_without_checksums_are_still_checked(tmp_path, damage, caplog):
+    cache = EmbeddingCache(tmp_path, "ns")
+    cache.put(["a", "b", "c", "d"], vectors(4, dim=8))
+    legacy(cache)
+    emb = only_shard(cache, ".emb.npy")
+    if damage == "wrong_rows":
+        np.save(emb, vectors(3, dim=8))
+    else:
+        DAMAGE[damage](emb)
+    with caplog.at_level(logging.WARNING):
+        got, found = EmbeddingCache(tmp_path, "ns").get(["a", "b", "c", "d"], 8)
+    assert not found.any() and not got.any()
+    (warning,) = damage_warnings(caplog)
+    assert str(emb) in warning
+
+
+def test_a_garbled_checksum_file_drops_the_shard(tmp_path, caplog):
+    cache = EmbeddingCache(tmp_path, "ns")
+    cache.put(["a"], vectors(1))
+    only_shard(cache, ".sum.json").write_text("{not json")
+    with caplog.at_level(logging.WARNING):
+        reopened = EmbeddingCache(tmp_path, "ns")
+    assert len(reopened) == 0 and len(damage_warnings(caplog)) == 1
+
+
+def test_fidelity_is_reported_on_a_run_served_from_the_cache(tmp_path, minilm_dir):
+    from cubecore.teacher import Teacher
+
+    def bf16():
+        return Teacher(TeacherParams(model=str(minilm_dir), batch_size=2, device="cpu", precision="bf16"))
+
+    first = bf16()
+    cache = EmbeddingCache(tmp_path, first.cache_namespace())
+    _, stats = embed_with_cache(TEXTS, first, cache, progress=False)
+    assert stats["cache_misses"] == len(TEXTS) and stats["bf16_worst_cosine_to_fp32"] == first.fidelity
+    later = bf16()
+    _, stats = embed_with_cache(TEXTS, later, EmbeddingCache(tmp_path, later.cache_namespace()), progress=False)
+    assert stats["cache_hits"] == len(TEXTS)
+    assert later._model is None  # nothing was embedded, the figure came from the cache
+    assert stats["bf16_worst_cosine_to_fp32"] == first.fidelity >= 0.999
+
+    (cache.directory / "fidelity.json").unlink()  # a cache from before fidelity was kept: measured
+    _, stats = embed_with_cache(TEXTS, later, EmbeddingCache(tmp_path, later.cache_namespace()), progress=False)
+    assert stats["cache_hits"] == len(TEXTS) and stats["bf16_worst_cosine_to_fp32"] >= 0.999
+
+
+# --- SIGKILL during extract, then a re-run ---------------------------------------------------
+
+def run_extract(project, cache_dir, shard_texts=8, wait=True):
+    """``python -m stages.extract`` in ``project`` (tiny params, the given cache, small shards)."""
+    repo = Path(__file__).resolve().parents[1]
+    params = {"base": {"cache_dir": str(cache_dir)}, "data": {"max_pairs": 50},
+              "teacher": {"precision": "fp32", "batch_size": 8, "device": "cpu"}}
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {**os.environ, "PYTHONPATH": str(repo), "CUBECORE_SHARD_TEXTS": str(shard_texts)}
+    command = [sys.executable, "-m", "stages.extract"]
+    if not wait:
+        return subprocess.Popen(command, cwd=project, env=env, stderr=subprocess.DEVNULL)
+    done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return extract_figures(project)
+
+
+@pytest.mark.slow
+def test_extract_killed_after_a_shard_resumes_with_the_same_result(tmp_path):
+    killed, straight = tmp_path / "killed", tmp_path / "straight"
+    killed.mkdir()
+    straight.mkdir()
+    process = run_extract(killed, tmp_path / "cache-killed", wait=False)
+    deadline = time.time() + 300
+    while not list((tmp_path / "cache-killed").glob("*/*.sum.json")) and time.time() < deadline:
+        assert process.poll() is None, "extract ended before it could be killed"
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (killed / "data/extract").exists()
+    shards = len(list((tmp_path / "cache-killed").glob("*/*.sum.json")))
+
+    resumed = run_extract(killed, tmp_path / "cache-killed")
+    assert resumed["cache_hits"] >= 8 * shards > 0 and resumed["cache_misses"] == resumed["texts"] - resumed["cache_hits"]
+    whole = run_extract(straight, tmp_path / "cache-straight")
+    assert whole["cache_hits"] == 0 and whole["texts"] == resumed["texts"]
+    for name in ("embeddings.npy", "texts.jsonl", "pairs.tsv"):
+        assert (killed / "data/extract" / name).read_bytes() == (straight / "data/extract" / name).read_bytes(), name

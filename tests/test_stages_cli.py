@@ -24,7 +24,7 @@ def paths(tmp_path):
 
 
 def filter_args(paths):
-    return ["--params", paths["params"], "--data", paths["data"], "--out", paths["out"],
+    return ["--allow-outside", "--params", paths["params"], "--data", paths["data"], "--out", paths["out"],
             "--metrics", paths["metrics"]]
 
 

@@ -1,0 +1,158 @@
+"""Run directories: one owner at a time, orphaned state never crashes a run, clear messages."""
+import logging
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from cubecore.config import BaseParams, Params
+from cubecore.cube import CubicCore
+from cubecore.errors import CubecoreError
+from cubecore.extraction import extract
+from cubecore.trainer import Trainer
+from test_trainer import CUBE, NanAfter, fit, params, synthetic
+
+REPO = Path(__file__).resolve().parents[1]
+
+RUN = textwrap.dedent("""
+    import logging, sys, time, torch
+    sys.path.insert(0, {tests!r})
+    from pathlib import Path
+    from test_trainer import CUBE, params, synthetic
+    from cubecore.cube import CubicCore
+    from cubecore.trainer import Trainer
+
+    logging.basicConfig(level=logging.INFO)
+
+    class Slow(CubicCore):
+        def forward(self, x):
+            time.sleep(float(sys.argv[2]))
+            return super().forward(x)
+
+    torch.manual_seed(0)
+    trainer = Trainer(Slow(CUBE, 64), params(Path(sys.argv[1]), epochs=3), seed=0, key="run")
+    summary = trainer.fit(synthetic(256, 1), synthetic(64, 2), "dialogue", progress=False)
+    print("resumed", summary["resumed"])
+    print("history", trainer.state.history)
+""")
+
+
+@pytest.mark.slow
+def test_an_identical_run_waits_for_the_first_then_both_finish(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(RUN.format(tests=str(Path(__file__).parent)))
+    shared = tmp_path / "checkpoints"
+    directory = Trainer(CubicCore(CUBE, 64), params(shared), seed=0, key="run").directory
+    first = subprocess.Popen([sys.executable, str(script), str(shared), "0.1"], cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (directory / "last_state.pt").exists() and time.time() < deadline and first.poll() is None:
+        time.sleep(0.1)
+    assert (directory / "last_state.pt").exists(), "the first run wrote no checkpoint"
+    second = subprocess.run([sys.executable, str(script), str(shared), "0"], cwd=REPO,
+                            capture_output=True, text=True, timeout=600)
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-2000:]
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert f"in use by an identical run (process {first.pid})" in second.stderr
+    assert first.poll() is not None  # the second run started training only after the first ended
+    # the second did not pick up the first's live state: it ran the whole run itself
+    assert "resumed False" in second.stdout
+    assert second.stdout.strip().splitlines()[-1] == out.strip().splitlines()[-1]
+    assert not directory.exists() and not directory.with_name(directory.name + ".lock").exists()
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """The two-epoch run, never interrupted."""
+    return fit(tmp_path_factory.mktemp("straight"), epochs=2)[1]
+
+
+def killed_after_one_epoch(checkpoints: Path) -> Path:
+    """The run directory a process killed right after its first epoch leaves behind."""
+    torch.manual_seed(0)
+    trainer = Trainer(CubicCore(CUBE, 64), params(checkpoints, epochs=2), seed=0, key="run")
+    end_epoch = trainer._end_epoch
+
+    def end_then_die(row):
+        end_epoch(row)
+        raise KeyboardInterrupt
+
+    trainer._end_epoch = end_then_die
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(synthetic(256, 1), synthetic(64, 2), "dialogue", progress=False)
+    assert (trainer.directory / "last_state.pt").exists()
+    return trainer.directory
+
+
+@pytest.mark.parametrize("damage", ["truncated_state", "no_best", "garbled_best", "stray_temp"])
+def test_orphaned_partial_state_never_crashes_a_run(tmp_path, straight, damage, caplog):
+    directory = killed_after_one_epoch(tmp_path / "orphan")
+    state, best, stray = directory / "last_state.pt", directory / "best.safetensors", directory / ".best.x.tmp"
+    if damage == "truncated_state":
+        state.write_bytes(state.read_bytes()[:state.stat().st_size // 2])
+    elif damage == "no_best":  # the old code's orphan: a concurrent identical run removed its files
+        best.unlink()
+    elif damage == "garbled_best":
+        best.write_bytes(b"\x00garbage" * 10)
+    else:  # a write cut off by the kill: harmless, the run resumes
+        stray.write_bytes(b"half a file")
+
+    with caplog.at_level(logging.WARNING):
+        _, again, summary = fit(tmp_path / "orphan", epochs=2)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    if damage == "stray_temp":
+        assert summary["resumed"] and not warnings and not stray.exists()
+    else:
+        assert not summary["resumed"]
+        assert len(warnings) == 1 and str(directory) in warnings[0] and "starting afresh" in warnings[0]
+    assert again.state.history == straight.state.history  # resumed or restarted, the same run
+    assert not directory.exists()
+
+
+def test_an_unusable_checkpoint_dir_is_named_before_training(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    for path in (blocker, blocker / "sub"):
+        with pytest.raises(CubecoreError, match=rf"^train.checkpoint_dir: cannot use {path} as a writable directory"):
+            Trainer(CubicCore(CUBE, 64), params(path), seed=0, key="run")
+
+
+def test_an_unusable_cache_dir_is_named_before_embedding(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(CubecoreError, match=rf"^base.cache_dir: cannot use {blocker / 'embeddings'} as a writable"):
+        extract(Params(base=BaseParams(cache_dir=str(blocker / "embeddings"))), tmp_path / "out", progress=False)
+
+
+def test_nan_loss_names_the_term_the_cause_and_an_existing_checkpoint(tmp_path):
+    trainer = Trainer(NanAfter(calls=12), params(tmp_path), seed=0, key="nan")  # NaN in epoch 2
+    with pytest.raises(CubecoreError) as raised:
+        trainer.fit(synthetic(256, 1), synthetic(64, 2), "dialogue", progress=False)
+    message = str(raised.value)
+    assert "epoch 2, step 12" in message and "non-finite term: cosine, infonce" in message
+    assert "inputs and targets are finite" in message and "train.lr (now 0.01)" in message
+    best = trainer.directory / "best.safetensors"
+    assert f"best checkpoint (epoch 1) is kept in {best}" in message and best.exists()
+
+
+def test_nan_loss_in_the_first_epoch_names_no_checkpoint(tmp_path):
+    trainer = Trainer(NanAfter(calls=2), params(tmp_path), seed=0, key="nan")
+    with pytest.raises(CubecoreError) as raised:
+        trainer.fit(synthetic(256, 1), synthetic(64, 2), "dialogue", progress=False)
+    message = str(raised.value)
+    assert "epoch 1, step 3" in message and "no checkpoint was saved" in message
+    assert str(tmp_path) not in message
+
+
+def test_nan_inputs_are_blamed_not_the_learning_rate(tmp_path):
+    data = synthetic(256, 1)
+    data.inputs[100] = float("nan")
+    trainer = Trainer(CubicCore(CUBE, 64), params(tmp_path), seed=0, key="nan-input")
+    with pytest.raises(CubecoreError, match="inputs or targets hold NaN/inf") as raised:
+        trainer.fit(data, synthetic(64, 2), "dialogue", progress=False)
+    assert "train.lr" not in str(raised.value)
