@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup repro test bench report clean
+.PHONY: setup repro test bench report doctor clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,9 @@ bench: $(STAMP)
 
 report: $(STAMP)  # review report.md: make report [BASE=main] [EXP=name]
 	$(BIN)/python -m cubecore report --base $(or $(BASE),HEAD) $(if $(EXP),--exp $(EXP))
+
+doctor: $(STAMP)  # one line per check of this machine and workspace
+	$(BIN)/python -m cubecore doctor
 
 clean:
 	rm -rf $(VENV)
