@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from cubecore.config import TeacherParams
 from cubecore.errors import CubecoreError
+from cubecore.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ class Teacher:
         order = np.argsort([len(ids) for ids in encoded], kind="stable")[::-1]
         size = self.params.batch_size
         batches = [order[i:i + size] for i in range(0, len(order), size)]
-        for batch in tqdm(batches, desc=f"teacher ({precision})", unit="batch", disable=not progress, leave=False):
+        for batch in progress_bar(batches, f"teacher {self.params.model} ({precision})", enabled=progress):
             padded = self._tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
             padded = {k: v.to(self.device) for k, v in padded.items()}
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
