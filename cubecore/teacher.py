@@ -127,7 +127,9 @@ class Teacher:
 
     def _load(self) -> None:
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # "Loading weights" bars: noise in logs and in `answer`
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
             self._model = AutoModel.from_pretrained(self.model_dir, local_files_only=True)
@@ -156,6 +158,12 @@ class Teacher:
         key = (f"{self.fingerprint}|{self.params.pooling}|{self.params.max_length}|{self.params.normalize}"
                f"|{self.precision}")
         return hashlib.sha256(key.encode()).hexdigest()[:20]
+
+    def token_count(self, text: str) -> int:
+        """Tokens of ``text`` before truncation (special tokens included, as in ``max_length``)."""
+        if self._tokenizer is None:
+            self._load()
+        return len(self._tokenizer(text, truncation=False, verbose=False)["input_ids"])
 
     def embed(self, texts: list[str], progress: bool = True) -> np.ndarray:
         """float32 ``[len(texts), hidden_size]``, rows in the order of ``texts``.
