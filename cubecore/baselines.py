@@ -93,7 +93,7 @@ def fit_mlp(train: TaskData, val: TaskData, mode: str, params: TrainParams, seed
     dim = train.inputs.shape[1]
     seed_everything(seed)
     model = ResidualMLP(dim, ResidualMLP.hidden_for(dim, parameters))
-    Trainer(model, params, seed, key).fit(train, val, mode, progress=progress)
+    Trainer(model, params, seed, key, name="mlp").fit(train, val, mode, progress=progress)
     return model
 
 

@@ -1,4 +1,9 @@
-"""Plots of the evaluation: PNGs (readable offline) and small CSVs for ``dvc plots``."""
+"""Plots of the evaluation: PNGs (readable offline) and small CSVs for ``dvc plots``.
+
+Every plot takes the models it is given (any names, any number) and draws the highlighted
+one (``cube``) so it can be found at a glance: one strong colour, a thick line, drawn last
+(on top) and listed first in the legend. Each function returns its (saved) figure.
+"""
 from __future__ import annotations
 
 import csv
@@ -9,17 +14,54 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from cubecore.artifacts import atomic_path  # noqa: E402
+from cubecore.trainer import HIGHER_IS_BETTER  # noqa: E402
 
 PANELS = {"loss": ("train_loss", "val_loss"), "cosine": ("val_cosine",), "retrieval": ("val_mrr", "val_recall@1")}
+HIGHLIGHT = "cube"
+HIGHLIGHT_COLOR = "#d62728"
+# muted colours for everything else (tab10 without its red, which is the highlight's)
+OTHER_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig, path: Path):
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
+    return fig
+
+
+def styles(names, highlight: str = HIGHLIGHT) -> dict[str, dict]:
+    """Matplotlib keywords per model: the highlight bold and on top, the others thin and muted."""
+    others = [n for n in names if n != highlight]
+    style = {n: {"color": OTHER_COLORS[i % len(OTHER_COLORS)], "linewidth": 1.2, "alpha": 0.8, "zorder": 2}
+             for i, n in enumerate(others)}
+    if highlight in names:
+        style[highlight] = {"color": HIGHLIGHT_COLOR, "linewidth": 2.8, "alpha": 1.0, "zorder": 5}
+    return style
+
+
+def drawing_order(names, highlight: str = HIGHLIGHT) -> list[str]:
+    """The others first, the highlight last (so it is drawn on top)."""
+    return [n for n in names if n != highlight] + [n for n in names if n == highlight]
+
+
+def names_model(label: str, name: str) -> bool:
+    """Whether a legend label (``name`` or ``name (mean 0.5)``) is that model's."""
+    return label == name or label.startswith(f"{name} (")
+
+
+def legend_first(ax, highlight: str = HIGHLIGHT, **kwargs) -> None:
+    """A legend listing the highlighted model first, its label in bold."""
+    handles, labels = ax.get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda i: not names_model(labels[i], highlight))
+    legend = ax.legend([handles[i] for i in order], [labels[i] for i in order], **kwargs)
+    for text in legend.get_texts():
+        if names_model(text.get_text(), highlight):
+            text.set_fontweight("bold")
 
 
 def read_tsv(path: Path) -> tuple[list[int], list[float]]:
@@ -30,35 +72,58 @@ def read_tsv(path: Path) -> tuple[list[int], list[float]]:
     return [int(r["step"]) for r in rows], [float(r[name]) for r in rows]
 
 
-def training_curves(live_metrics_dir: Path, path: Path, title: str) -> None:
+def best_epoch(values: list[float], monitor: str) -> int:
+    """The epoch (1-based) early stopping kept: the first best value of the monitor."""
+    pick = np.argmax if HIGHER_IS_BETTER[monitor] else np.argmin
+    return int(pick(values)) + 1
+
+
+def training_curves(live_metrics_dir: Path, path: Path, title: str, monitor: str = "val_loss"):
+    """The epochs' curves, with the best (early-stopping) epoch marked in every panel."""
+    monitored = live_metrics_dir / f"{monitor}.tsv"
+    best = best_epoch(read_tsv(monitored)[1], monitor) if monitored.exists() else None
     fig, axes = plt.subplots(1, len(PANELS), figsize=(13, 3.8))
     for ax, (label, names) in zip(axes, PANELS.items()):
         for name in names:
             tsv = live_metrics_dir / f"{name}.tsv"
             if tsv.exists():
                 steps, values = read_tsv(tsv)
-                ax.plot([s + 1 for s in steps], values, marker=".", label=name)
+                epochs = [s + 1 for s in steps]
+                ax.plot(epochs, values, marker=".", label=name)
+                if name == monitor and best is not None:
+                    ax.plot([best], [values[epochs.index(best)]], marker="*", markersize=14, color="black",
+                            linestyle="none", zorder=5)
+        if best is not None:
+            ax.axvline(best, color="black", linestyle="--", linewidth=1,
+                       label=f"best epoch {best} (by {monitor})")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
-        ax.legend()
+        ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.suptitle(title)
-    _save(fig, path)
+    return _save(fig, path)
 
 
-def cosine_histogram(cosines: dict[str, np.ndarray], path: Path, title: str) -> None:
+def cosine_histogram(cosines: dict[str, np.ndarray], path: Path, title: str, highlight: str = HIGHLIGHT):
     fig, ax = plt.subplots(figsize=(7, 4.2))
     bins = np.linspace(-0.2, 1.0, 49)
-    for name, values in cosines.items():
-        ax.hist(values, bins=bins, histtype="step", linewidth=1.6, label=f"{name} (mean {values.mean():.3f})")
+    style = styles(cosines, highlight)
+    for name in drawing_order(cosines, highlight):
+        values = cosines[name]
+        label = f"{name} (mean {values.mean():.3f})"
+        if name == highlight:  # filled under its outline, so it stands out from the outlines
+            ax.hist(values, bins=bins, histtype="stepfilled", color=style[name]["color"], alpha=0.15,
+                    zorder=style[name]["zorder"])
+        ax.hist(values, bins=bins, histtype="step", label=label, **style[name])
     ax.set_xlabel("cosine(prediction, true target)")
     ax.set_ylabel("validation rows")
     ax.set_title(title)
-    ax.legend()
-    _save(fig, path)
+    legend_first(ax, highlight, fontsize=8)
+    return _save(fig, path)
 
 
-def recall_at_k(recall: dict[str, np.ndarray], png: Path, csv_path: Path, title: str) -> None:
+def recall_at_k(recall: dict[str, np.ndarray], png: Path, csv_path: Path, title: str, highlight: str = HIGHLIGHT):
     ks = np.arange(1, len(next(iter(recall.values()))) + 1)
     with atomic_path(csv_path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
@@ -66,27 +131,44 @@ def recall_at_k(recall: dict[str, np.ndarray], png: Path, csv_path: Path, title:
         for i, k in enumerate(ks):
             writer.writerow([int(k), *(round(float(r[i]), 4) for r in recall.values())])
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for name, values in recall.items():
-        ax.plot(ks, values, label=name)
+    style = styles(recall, highlight)
+    for name in drawing_order(recall, highlight):
+        ax.plot(ks, recall[name], label=name, **style[name])
     ax.set_xscale("log")
     ax.set_xlabel("k (log scale)")
     ax.set_ylabel("Recall@k (true target in top k)")
     ax.set_title(title)
-    ax.legend()
+    legend_first(ax, highlight, fontsize=8)
     ax.grid(alpha=0.3)
-    _save(fig, png)
+    return _save(fig, png)
 
 
-def headline_bars(metrics: dict, models: tuple[str, ...], headline: tuple[str, ...], path: Path, title: str) -> None:
-    fig, ax = plt.subplots(figsize=(9, 4.2))
+def headline_bars(metrics: dict, models, headline, path: Path, title: str, split: str = "val",
+                  highlight: str = HIGHLIGHT):
+    """One group of bars per metric, each bar labelled with its value; under each group, the
+    highlighted model minus the best other model (green when it wins)."""
+    fig, ax = plt.subplots(figsize=(max(9, 1.6 * len(headline) * len(models) / 4), 4.6))
     width = 0.8 / len(models)
     x = np.arange(len(headline))
+    style = styles(models, highlight)
     for i, name in enumerate(models):
-        values = [metrics[name]["val"][m] for m in headline]
-        ax.bar(x + i * width - 0.4 + width / 2, values, width, label=name)
-    ax.set_xticks(x, headline)
-    ax.set_ylabel("validation score (higher is better)")
+        values = [metrics[name][split][m] for m in headline]
+        bold = name == highlight
+        bars = ax.bar(x + i * width - 0.4 + width / 2, values, width, label=name, color=style[name]["color"],
+                      alpha=1.0 if bold else 0.75, edgecolor="black" if bold else "none", linewidth=1.2)
+        ax.bar_label(bars, fmt="%.3f", rotation=90, padding=2, fontsize=7, fontweight="bold" if bold else None)
+    others = [n for n in models if n != highlight]
+    if highlight in models and others:
+        gaps = [metrics[highlight][split][m] - max(metrics[n][split][m] for n in others) for m in headline]
+        ax.set_xticks(x, [f"{m}\n{highlight} − best other: {g:+.4f}" for m, g in zip(headline, gaps)], fontsize=8)
+        for label, gap in zip(ax.get_xticklabels(), gaps):
+            label.set_color("#2ca02c" if gap > 0 else "black")
+    else:
+        ax.set_xticks(x, headline, fontsize=8)
+    top = max(metrics[n][split][m] for n in models for m in headline)
+    ax.set_ylim(0, top * 1.18 + 0.02)  # room for the value labels
+    ax.set_ylabel(f"{split} score (higher is better)")
     ax.set_title(title)
-    ax.legend(ncols=len(models), fontsize=8)
+    legend_first(ax, highlight, ncols=len(models), fontsize=8, loc="upper right")
     ax.grid(axis="y", alpha=0.3)
-    _save(fig, path)
+    return _save(fig, path)

@@ -10,11 +10,11 @@ import logging
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from cubecore.config import TeacherParams
 from cubecore.errors import CubecoreError
 from cubecore.modeldir import content_identity, resolve_model_dir
+from cubecore.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,9 @@ class Teacher:
 
     def _load(self) -> None:
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # "Loading weights" bars: noise in logs and in `answer`
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
             self._model = AutoModel.from_pretrained(self.model_dir, local_files_only=True)
@@ -105,6 +107,12 @@ class Teacher:
         key = (f"{self.fingerprint}|{self.params.pooling}|{self.params.max_length}|{self.params.normalize}"
                f"|{self.precision}")
         return hashlib.sha256(key.encode()).hexdigest()[:20]
+
+    def token_count(self, text: str) -> int:
+        """Tokens of ``text`` before truncation (special tokens included, as in ``max_length``)."""
+        if self._tokenizer is None:
+            self._load()
+        return len(self._tokenizer(text, truncation=False, verbose=False)["input_ids"])
 
     def embed(self, texts: list[str], progress: bool = True) -> np.ndarray:
         """float32 ``[len(texts), hidden_size]``, rows in the order of ``texts``.
@@ -133,7 +141,7 @@ class Teacher:
         order = np.argsort([len(ids) for ids in encoded], kind="stable")[::-1]
         size = self.params.batch_size
         batches = [order[i:i + size] for i in range(0, len(order), size)]
-        for batch in tqdm(batches, desc=f"teacher ({precision})", unit="batch", disable=not progress, leave=False):
+        for batch in progress_bar(batches, f"teacher {self.params.model} ({precision})", enabled=progress):
             padded = self._tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
             padded = {k: v.to(self.device) for k, v in padded.items()}
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):

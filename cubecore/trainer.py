@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from cubecore.checkpoints import RunDirectory
 from cubecore.config import TrainParams
@@ -27,6 +26,7 @@ from cubecore.errors import CubecoreError
 from cubecore.losses import combined_loss
 from cubecore.metrics import candidate_index, cosine, retrieval_ranks, retrieval_summary
 from cubecore.paths import usable_dir
+from cubecore.progress import progress as progress_bar
 from cubecore.tasks import TaskData, corrupt, train_noise
 
 log = logging.getLogger(__name__)
@@ -92,8 +92,11 @@ class TrainState:
 
 
 class Trainer:
-    def __init__(self, model: nn.Module, params: TrainParams, seed: int, key: str):
+    """Trains ``model``; ``name`` (default: the model's class) labels its log lines."""
+
+    def __init__(self, model: nn.Module, params: TrainParams, seed: int, key: str, name: str | None = None):
         self.model = model
+        self.name = name or type(model).__name__
         self.params = params
         self.seed = seed
         layout = [(name, list(tensor.shape)) for name, tensor in model.state_dict().items()]
@@ -183,8 +186,8 @@ class Trainer:
             order = torch.randperm(len(train), generator=generator)
             started, total = time.perf_counter(), 0.0
             lr = self.lr_at(self.state.step, total_steps)  # the epoch's rate even if every batch is skipped
-            bar = tqdm(range(0, len(train), p.batch_size), desc=f"epoch {epoch}/{p.epochs}",
-                       unit="batch", leave=False, disable=not progress)
+            bar = progress_bar(range(0, len(train), p.batch_size), f"{self.name} epoch {epoch}/{p.epochs}",
+                               enabled=progress)
             for start in bar:
                 index = order[start:start + p.batch_size]
                 if len(index) < 2:
@@ -210,7 +213,7 @@ class Trainer:
             self._end_epoch(row)
             if live is not None:
                 log_epoch(live, row)
-            log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items()})
+            log.info(self._epoch_line(row))
         if self.state.best_value is None:
             raise CubecoreError("train: no epoch completed (is the training split empty?)")
         self.load_best()
@@ -220,6 +223,13 @@ class Trainer:
                 "speed": {"samples_per_second": round(samples / seconds, 1) if seconds else None,
                           "peak_memory_mb": round(peak_memory_mb(), 1)},
                 **{k: v for k, v in self.state.history[self.state.best_epoch - 1].items() if k.startswith("val_")}}
+
+    def _epoch_line(self, row: dict) -> str:
+        """``<name> epoch 3/40: train_loss 0.61, val_loss 0.58, ... (best val_loss so far)``."""
+        figures = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
+        best = self.state.best_epoch == row["epoch"]
+        note = f"best {self.params.monitor} so far" if best else f"best epoch {self.state.best_epoch}"
+        return f"{self.name} epoch {row['epoch']}/{self.params.epochs}: {figures} ({note})"
 
     def _end_epoch(self, row: dict) -> None:
         value = row[self.params.monitor]

@@ -40,7 +40,7 @@ def train(params: Params, data_dir: str | Path, split_dir: str | Path, model_dir
     model = CubicCore(params.cube, dim)
     key = run_key(as_dict(params.cube), {k: v for k, v in as_dict(p).items() if k != "resume"},
                   params.base.seed, splits["train"].inputs, splits["val"].targets)
-    trainer = Trainer(model, p, params.base.seed, key)
+    trainer = Trainer(model, p, params.base.seed, key, name="cube")
     summary = trainer.fit(splits["train"], splits["val"], p.mode, live=live, progress=progress)
     with artifacts.atomic_dir(model_dir) as tmp:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))

@@ -15,7 +15,7 @@ def main() -> None:
     write_json(args.metrics, metrics)
     out, mode = Path(args.plots), metrics["setup"]["mode"]
     plots.training_curves(Path(args.live) / "plots" / "metrics", out / "training_curves.png",
-                          f"Cube training ({mode})")
+                          f"Cube training ({mode})", monitor=params.train.monitor)
     plots.cosine_histogram(curves["cosine"], out / "val_cosine_hist.png", f"Validation cosine per row ({mode})")
     plots.recall_at_k(curves["recall"], out / "recall_at_k.png", out / "recall_at_k.csv",
                       f"Retrieval of the true target among validation targets ({mode})")

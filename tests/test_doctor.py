@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cubecore import doctor
+from cubecore.cli import doctor
 from cubecore.config import DataParams, FilesParams, TeacherParams
 from cubecore.teacher import pick_device, pick_precision
 

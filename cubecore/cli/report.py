@@ -222,7 +222,7 @@ def run(args: argparse.Namespace) -> None:
     log.info("report: wrote %s (%s against %s)", out, args.exp or "workspace", args.base)
 
 
-def add_command(commands) -> None:
+def add_parser(commands) -> None:
     parser = commands.add_parser("report", help="write a Markdown review report: params, metrics, frontier, plots")
     parser.add_argument("--base", default="HEAD", help="git revision or experiment to compare against (HEAD)")
     parser.add_argument("--exp", default=None, help="a DVC experiment (or revision) to report instead of the workspace")

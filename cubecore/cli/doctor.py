@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> None:
     sys.exit(1 if PROBLEM in statuses else 2 if CANNOT in statuses else 0)
 
 
-def add_command(commands) -> None:
+def add_parser(commands) -> None:
     parser = commands.add_parser("doctor", help="check this machine: teacher, corpus, python, cache, DVC analytics")
     parser.add_argument("--params", default="params.yaml")
     parser.set_defaults(run=run)
