@@ -35,10 +35,13 @@ def project(tmp_path_factory):
     old = Path.cwd()
     os.chdir(root)  # the commands' defaults are the pipeline's relative paths
     try:
-        write_json("metrics/extract.json", extract(params, "data/extract", progress=False))
+        results, speed = extract(params, "data/extract", progress=False)
+        write_json("metrics/extract.json", results)
         write_json("metrics/filter.json", filter_pairs("data/extract", "data/filter", params.filter))
         write_json("metrics/split.json", split_pairs("data/filter", "data/split", params.split, params.base.seed))
-        write_json("metrics/train.json", train(params, "data/extract", "data/split", "models/cube", progress=False))
+        results, speed = train(params, "data/extract", "data/split", "models/cube", progress=False)
+        write_json("metrics/train.json", results)
+        write_json("metrics/speed/train.json", speed)
         write_json("metrics/eval.json", evaluate(params, "data/extract", "data/split", "models/cube")[0])
     finally:
         os.chdir(old)
@@ -85,7 +88,7 @@ def test_every_argument_has_help():
     import argparse
 
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(commands.choices) == {"answer", "info"}
+    assert set(commands.choices) == {"answer", "info", "report", "doctor"}
     for name, parser in commands.choices.items():
         for action in parser._actions:
             assert action.help, f"{name} {action.option_strings or action.dest} has no help"
@@ -151,8 +154,8 @@ def test_info_json_holds_every_file(project, monkeypatch, capsys):
     code, out, _ = in_process(project, monkeypatch, capsys, "info", "--json")
     assert code == 0
     files = json.loads(out)
-    assert set(files) == {"models/cube/model.json", *(f"metrics/{n}.json" for n in
-                                                      ("eval", "extract", "filter", "split", "train"))}
+    assert set(files) == {"models/cube/model.json", "metrics/speed/train.json",
+                          *(f"metrics/{n}.json" for n in ("eval", "extract", "filter", "split", "train"))}
     assert files["metrics/eval.json"] == json.loads((project / "metrics/eval.json").read_text())
 
 

@@ -38,14 +38,15 @@ def load(model_dir: str | Path, metrics_dir: str | Path) -> dict[str, dict]:
     model_json = Path(model_dir) / "model.json"
     if not model_json.exists():
         raise CubecoreError(f"{model_json}: not found (run `make repro` or `dvc repro` first)")
-    return {str(p): read(p) for p in [model_json, *sorted(Path(metrics_dir).glob("*.json"))]}
+    speed = sorted(Path(metrics_dir).glob("speed/*.json"))  # run speed, kept apart from the results
+    return {str(p): read(p) for p in [model_json, *sorted(Path(metrics_dir).glob("*.json")), *speed]}
 
 
 def section(files: dict[str, dict], name: str) -> dict:
     """The ``name`` section of ``<metrics>/<name>.json`` (empty when that stage has not run)."""
     for path, content in files.items():
-        if Path(path).name == f"{name}.json":
-            return content.get(name, content)
+        if path.endswith(f"{name}.json"):
+            return content.get(name.split("/")[-1], content)
     return {}
 
 
@@ -66,8 +67,9 @@ def describe(files: dict[str, dict]) -> list[str]:
                      f"by the filter; {sizes}")
     if train:
         stop = "stopped early" if train["stopped_early"] else "ran every epoch"
-        lines.append(f"training  {train['epochs_run']} epochs ({stop}), best epoch {train['best_epoch']}, "
-                     f"{train['samples_per_second']} samples/s")
+        speed = section(files, "speed/train")
+        rate = f", {speed['samples_per_second']} samples/s" if speed.get("samples_per_second") else ""
+        lines.append(f"training  {train['epochs_run']} epochs ({stop}), best epoch {train['best_epoch']}{rate}")
     return lines
 
 
