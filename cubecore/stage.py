@@ -25,11 +25,14 @@ def main_guard(main):
     return wrapper
 
 
-def stage_args(description: str, **paths: str) -> tuple[argparse.Namespace, Params]:
-    """Parse ``--params`` plus one ``--<name>`` option per path (defaults as given)."""
+def stage_args(description: str, *paths: str) -> tuple[argparse.Namespace, Params]:
+    """Parse ``--params`` plus one required ``--<path>`` option per name in ``paths``.
+
+    The paths have no defaults: dvc.yaml's ``cmd`` names every path a stage reads and writes.
+    """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--params", default="params.yaml")
-    for name, default in paths.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=default)
+    for name in paths:
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, required=True, metavar="PATH")
     args = parser.parse_args()
     return args, load_params(args.params)
