@@ -161,3 +161,17 @@ def test_each_plot_is_declared_once_and_dvclive_curves_by_directory():
     assert len(top + in_stages) == len(set(top + in_stages))
     words = shlex.split(STAGES["train"]["cmd"])
     assert f"{words[words.index('--live') + 1]}/plots/metrics" in top  # every curve DVCLive logs, present and future
+
+
+def test_readme_graph_is_the_dag():
+    outs = {name: [p for section in ("outs", "metrics", "plots") for p in declared(stage, section)]
+            for name, stage in STAGES.items()}
+    dag = {(a, b) for b, stage in STAGES.items() for dep in declared(stage, "deps") for a in STAGES
+           if a != b and any(dep == out or dep.startswith(f"{out}/") for out in outs[a])}
+    readme = (REPO / "README.md").read_text()
+    graph = readme[readme.index("```mermaid"):].split("```")[1]
+    drawn = set()
+    for line in graph.splitlines():
+        nodes = [n.strip() for n in line.split("-->")]
+        drawn |= set(zip(nodes, nodes[1:]))
+    assert drawn == dag, f"README graph: draw {sorted(dag - drawn)}, remove {sorted(drawn - dag)}"
