@@ -26,12 +26,15 @@ def main_guard(main):
     return wrapper
 
 
-def stage_args(description: str, **paths: str) -> tuple[argparse.Namespace, Params]:
-    """Parse ``--params`` plus one ``--<name>`` option per path (defaults as given)."""
+def stage_args(description: str, *paths: str) -> tuple[argparse.Namespace, Params]:
+    """Parse ``--params`` plus one required ``--<path>`` option per name in ``paths``.
+
+    The paths have no defaults: dvc.yaml's ``cmd`` names every path a stage reads and writes.
+    """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--params", default="params.yaml")
-    for name, default in paths.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=default)
+    for name in paths:
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, required=True, metavar="PATH")
     parser.add_argument("--allow-outside", action="store_true", help="allow paths outside the project")
     args = parser.parse_args()
     for name in paths:  # no path option reaches outside the project by accident

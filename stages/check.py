@@ -10,7 +10,7 @@ from cubecore.stage import main_guard, stage_args
 
 @main_guard
 def main() -> None:
-    args, params = stage_args(__doc__, out="data/inputs.json")
+    args, params = stage_args(__doc__, "out")
     write_json(args.out, fingerprint_inputs(params))
 
 

@@ -9,8 +9,7 @@ from cubecore.stage import main_guard, stage_args
 
 @main_guard
 def main() -> None:
-    args, params = stage_args(__doc__, data="data/extract", split="data/split", model="models/cube",
-                              live="plots/train", plots="plots", metrics="metrics/eval.json")
+    args, params = stage_args(__doc__, "data", "split", "model", "live", "plots", "metrics")
     metrics, curves = evaluate(params, args.data, args.split, args.model)
     write_json(args.metrics, metrics)
     out, mode = Path(args.plots), metrics["setup"]["mode"]

@@ -6,8 +6,7 @@ from cubecore.stage import main_guard, stage_args
 
 @main_guard
 def main() -> None:
-    args, params = stage_args(__doc__, out="data/extract", metrics="metrics/extract.json",
-                              speed="metrics/speed/extract.json")
+    args, params = stage_args(__doc__, "out", "metrics", "speed")
     metrics, speed = extract(params, args.out)
     write_json(args.metrics, metrics)
     write_json(args.speed, speed)

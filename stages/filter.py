@@ -6,7 +6,7 @@ from cubecore.stage import main_guard, stage_args
 
 @main_guard
 def main() -> None:
-    args, params = stage_args(__doc__, data="data/extract", out="data/filter", metrics="metrics/filter.json")
+    args, params = stage_args(__doc__, "data", "out", "metrics")
     write_json(args.metrics, filter_pairs(args.data, args.out, params.filter))
 
 

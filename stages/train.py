@@ -8,8 +8,7 @@ from cubecore.training import train
 
 @main_guard
 def main() -> None:
-    args, params = stage_args(__doc__, data="data/extract", split="data/split", model="models/cube",
-                              live="plots/train", metrics="metrics/train.json", speed="metrics/speed/train.json")
+    args, params = stage_args(__doc__, "data", "split", "model", "live", "metrics", "speed")
     with Live(args.live, dvcyaml=False, save_dvc_exp=False) as live:
         metrics, speed = train(params, args.data, args.split, args.model, live=live)
     write_json(args.metrics, metrics)
