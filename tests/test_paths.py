@@ -98,7 +98,8 @@ def test_a_stage_path_inside_the_project_is_accepted(tmp_path, monkeypatch, path
 def test_the_stage_script_refuses_in_one_line_before_any_work(tmp_path):
     project = tmp_path / "project"
     project.mkdir()
-    done = subprocess.run([sys.executable, "-m", "stages.extract", "--out", "../extract"], cwd=project,
+    done = subprocess.run([sys.executable, "-m", "stages.extract", "--out", "../extract",
+                           "--metrics", "metrics/extract.json", "--speed", "metrics/speed/extract.json"], cwd=project,
                           env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
