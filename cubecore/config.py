@@ -65,8 +65,8 @@ class FilterParams:
 
 @dataclass
 class SplitParams:
-    val_fraction: float = 0.2
-    test_fraction: float = 0.0
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
     group_by: str = "question"
 
 
@@ -89,6 +89,8 @@ class LossParams:
     mse: float = 0.0
     infonce: float = 0.1
     temperature: float = 0.05
+    queue_size: int = 0
+    learn_temperature: bool = False
 
 
 @dataclass
@@ -120,6 +122,8 @@ class TrainParams:
 class EvaluateParams:
     recall_at: list[int] = field(default_factory=lambda: [1, 5, 10])
     ridge_alphas: list[float] = field(default_factory=lambda: [0.1, 1.0, 10.0, 100.0])
+    blend_weights: list[float] = field(default_factory=lambda: [i / 10 for i in range(11)])
+    bootstrap: int = 1000
 
 
 @dataclass
@@ -218,11 +222,14 @@ def _validate(p: Params) -> None:
         ("train.warmup_fraction", 0 <= p.train.warmup_fraction < 1),
         ("train.patience", p.train.patience > 0),
         ("train.loss.temperature", p.train.loss.temperature > 0),
+        ("train.loss.queue_size", p.train.loss.queue_size >= 0),
         ("train.loss", min(p.train.loss.cosine, p.train.loss.mse, p.train.loss.infonce) >= 0
          and p.train.loss.cosine + p.train.loss.mse + p.train.loss.infonce > 0),
         ("train.autoencoder.noise", p.train.autoencoder.noise >= 0),
         ("evaluate.recall_at", len(p.evaluate.recall_at) > 0 and all(k > 0 for k in p.evaluate.recall_at)),
         ("evaluate.ridge_alphas", len(p.evaluate.ridge_alphas) > 0 and all(a > 0 for a in p.evaluate.ridge_alphas)),
+        ("evaluate.blend_weights", len(p.evaluate.blend_weights) > 0 and all(0 <= a <= 1 for a in p.evaluate.blend_weights)),
+        ("evaluate.bootstrap", p.evaluate.bootstrap >= 100),
     ]
     for name, ok in checks:
         if not ok:

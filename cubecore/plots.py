@@ -90,3 +90,29 @@ def headline_bars(metrics: dict, models: tuple[str, ...], headline: tuple[str, .
     ax.legend(ncols=len(models), fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     _save(fig, path)
+
+
+def frontier(report: dict, path: Path, title: str) -> None:
+    """Cosine against MRR: every baseline, the blend curve, the frontier staircase, the cube."""
+    pts = report["points"]
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    blend = [n for n in report["blend"] if n in pts]
+    ax.plot([pts[n]["cosine"] for n in blend], [pts[n]["mrr"] for n in blend], ".-", color="tab:gray",
+            alpha=0.6, label="blend (1−a)·ridge + a·input")
+    front = [(pts[n]["cosine"], pts[n]["mrr"]) for n in report["frontier"]]
+    xs, ys = zip(*front)
+    ax.step(xs, ys, where="pre", color="tab:red", linewidth=1.2, label="frontier of the baselines")
+    for name, p in pts.items():
+        if name not in blend or name in report["frontier"]:
+            ax.scatter(p["cosine"], p["mrr"], s=30, color="tab:blue" if name not in blend else "tab:gray", zorder=3)
+            ax.annotate(name, (p["cosine"], p["mrr"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    cube = report["cube"]
+    verdict = "dominated" if report["dominated"] else "not dominated"
+    ax.scatter(cube["cosine"], cube["mrr"], marker="*", s=220, color="tab:green", zorder=4,
+               label=f"cube ({verdict}, margin {report['margin']:+.4f})")
+    ax.set_xlabel("cosine to the true target (mean)")
+    ax.set_ylabel("MRR of the true target")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower left")
+    ax.grid(alpha=0.3)
+    _save(fig, path)

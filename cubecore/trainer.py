@@ -28,8 +28,8 @@ from tqdm import tqdm
 from cubecore.artifacts import atomic_path
 from cubecore.config import TrainParams
 from cubecore.errors import CubecoreError
-from cubecore.losses import combined_loss
-from cubecore.metrics import candidate_index, cosine, retrieval_ranks, retrieval_summary
+from cubecore.losses import Objective
+from cubecore.metrics import cosine, retrieval_summary, target_ranks
 from cubecore.tasks import TaskData, corrupt, train_noise
 
 log = logging.getLogger(__name__)
@@ -68,11 +68,10 @@ def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int = 1024) -> t
 
 def evaluate_predictions(pred: torch.Tensor, data: TaskData, recall_at=(1, 5, 10)) -> dict:
     """Cosine to the target and retrieval of the target among the split's distinct targets."""
-    first_rows, position = candidate_index(data.target_ids)
-    ranks = retrieval_ranks(pred, data.targets[first_rows], position)
+    ranks, candidates = target_ranks(pred, data.targets, data.target_ids)
     cos = cosine(pred, data.targets)
     return {"cosine": float(cos.mean()), "cosine_median": float(cos.median()),
-            **retrieval_summary(ranks, list(recall_at)), "candidates": len(first_rows)}
+            **retrieval_summary(ranks, list(recall_at)), "candidates": candidates}
 
 
 def log_epoch(live, row: dict) -> None:
@@ -101,7 +100,10 @@ class Trainer:
         self.seed = seed
         layout = [(name, list(tensor.shape)) for name, tensor in model.state_dict().items()]
         self.directory = Path(params.checkpoint_dir) / run_key(key, layout)  # a changed model never resumes
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+        self.objective = Objective(params.loss)  # the temperature is not weight-decayed
+        self.optimizer = torch.optim.AdamW([{"params": model.parameters()},
+                                            {"params": self.objective.parameters(), "weight_decay": 0.0}],
+                                           lr=params.lr, weight_decay=params.weight_decay)
         self.state = TrainState()
 
     # --- learning rate -------------------------------------------------------------------
@@ -121,7 +123,8 @@ class Trainer:
         with atomic_path(self.directory / f"{name}.safetensors") as tmp:
             save_file(weights, str(tmp))
         if name == "last":
-            state = {"optimizer": self.optimizer.state_dict(), "trainer": vars(self.state)}
+            state = {"optimizer": self.optimizer.state_dict(), "trainer": vars(self.state),
+                     "objective": self.objective.state_dict()}
             with atomic_path(self.directory / "last_state.pt") as tmp:
                 torch.save(state, tmp)
 
@@ -132,6 +135,7 @@ class Trainer:
         state = torch.load(state_file, weights_only=True)
         self.model.load_state_dict(load_file(str(weights)))
         self.optimizer.load_state_dict(state["optimizer"])
+        self.objective.load_state_dict(state["objective"])
         self.state = TrainState(**state["trainer"])
         log.info("resuming from %s after epoch %d", self.directory, self.state.epoch)
         return True
@@ -148,10 +152,12 @@ class Trainer:
 
     def _validate(self, val: TaskData) -> dict:
         pred = predict(self.model, val.inputs)
-        loss, _ = combined_loss(pred, val.targets, self.params.loss)
         scores = evaluate_predictions(pred, val)
-        return {"val_loss": float(loss), "val_cosine": scores["cosine"], "val_mrr": scores["mrr"],
-                "val_recall@1": scores["recall@1"]}
+        row = {"val_loss": self.objective.batched(pred, val.targets, self.params.batch_size),
+               "val_cosine": scores["cosine"], "val_mrr": scores["mrr"], "val_recall@1": scores["recall@1"]}
+        if self.params.loss.learn_temperature:
+            row["temperature"] = float(self.objective.temperature())
+        return row
 
     def fit(self, train: TaskData, val: TaskData, mode: str, live=None, progress: bool = True) -> dict:
         """Train until ``epochs`` or early stopping; leave the best weights in the model."""
@@ -177,7 +183,7 @@ class Trainer:
                 if len(index) < 2:
                     continue
                 x = corrupt(train.inputs[index], noise, generator)
-                loss, terms = combined_loss(self.model(x), train.targets[index], p.loss)
+                loss, terms = self.objective(self.model(x), train.targets[index])
                 if not torch.isfinite(loss):
                     raise CubecoreError(f"train: loss is {loss.item()} at epoch {epoch}, step "
                                         f"{self.state.step + 1}; the best checkpoint is kept in "
@@ -190,6 +196,7 @@ class Trainer:
                 if p.grad_clip > 0:
                     nn.utils.clip_grad_norm_(self.model.parameters(), p.grad_clip)
                 self.optimizer.step()
+                self.objective.enqueue(train.targets[index])
                 self.state.step += 1
                 total += loss.item() * len(index)
                 bar.set_postfix(loss=f"{loss.item():.4f}")
