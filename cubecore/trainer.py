@@ -156,7 +156,7 @@ class Trainer:
         row = {"val_loss": self.objective.batched(pred, val.targets, self.params.batch_size),
                "val_cosine": scores["cosine"], "val_mrr": scores["mrr"], "val_recall@1": scores["recall@1"]}
         if self.params.loss.learn_temperature:
-            row["temperature"] = float(self.objective.temperature())
+            row["temperature"] = float(self.objective.temperature().detach())
         return row
 
     def fit(self, train: TaskData, val: TaskData, mode: str, live=None, progress: bool = True) -> dict:
