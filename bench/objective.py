@@ -20,6 +20,7 @@ import torch
 from cubecore.baselines import LinearMap
 from cubecore.config import load_params
 from cubecore.cube import CubicCore
+from cubecore.tasks import TaskData
 from cubecore.trainer import Trainer, seed_everything
 from cubecore.training import load_split
 
@@ -34,12 +35,20 @@ def main() -> None:
     parser.add_argument("--infonce", type=float, nargs="+", default=None, help="InfoNCE weights to try")
     parser.add_argument("--learn-temperature", action="store_true", help="also try each queue with a learned T")
     parser.add_argument("--models", nargs="+", default=["cube", "linear"])
+    parser.add_argument("--train-rows", type=int, default=None, help="use only the first N training rows")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     params = load_params(args.params)
     seed = params.base.seed
     _, splits = load_split(args.data, args.split, params.train.mode, params.train.autoencoder.noise, seed,
                            ("train", "val"))
+    if args.train_rows:
+        rows = splits["train"]
+        splits["train"] = TaskData(rows.inputs[:args.train_rows], rows.targets[:args.train_rows],
+                                   rows.target_ids[:args.train_rows])
+    if args.threads:
+        torch.set_num_threads(args.threads)
     dim = splits["train"].inputs.shape[1]
     variants = [(w, q, learn) for w in (args.infonce or [params.train.loss.infonce]) for q in args.queues
                 for learn in ([False, True] if args.learn_temperature else [False])]

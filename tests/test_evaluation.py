@@ -52,6 +52,15 @@ def test_bootstrap_is_seeded_and_resamples_rows():
     assert np.array_equal(resample_means(values, 200, seed=1, chunk=7), first)
 
 
+def test_bootstrap_interval_is_the_95_percent_one():
+    """For a mean of normal rows the 95 % interval is about mean +- 1.96 standard errors."""
+    values = np.random.default_rng(5).normal(size=1000)
+    low, high = interval(resample_means(values[:, None], 4000, seed=0)[:, 0])
+    standard_error = values.std() / np.sqrt(len(values))
+    assert (high - low) / 2 == pytest.approx(1.96 * standard_error, rel=0.06)
+    assert (low + high) / 2 == pytest.approx(values.mean(), abs=0.3 * standard_error)
+
+
 def test_bootstrap_interval_covers_the_true_difference():
     """Paired rows: model b = a + 0.05 + noise. 95 % intervals cover 0.05 in most datasets."""
     covered = 0

@@ -58,11 +58,10 @@ def test_combined_loss_weights_the_terms():
 
 def test_the_queue_keeps_the_newest_targets():
     objective = Objective(LossParams(queue_size=3))
-    for i in range(5):
-        objective.enqueue(torch.full((1, 2), float(i + 1)))
-    assert len(objective.queue) == 3
-    expected = torch.nn.functional.normalize(torch.ones(3, 2), dim=-1)
-    assert torch.allclose(objective.queue, expected)
+    batches = torch.eye(5)[:, None, :] * 2  # five batches of one target each, e_0 .. e_4
+    for batch in batches:
+        objective.enqueue(batch)
+    assert torch.equal(objective.queue, torch.eye(5)[2:])  # normalised, oldest first, newest kept
     objective = Objective(LossParams(queue_size=0))
     objective.enqueue(E)
     assert len(objective.queue) == 0
