@@ -152,10 +152,10 @@ def evaluate(params: Params, data_dir: str | Path, split_dir: str | Path, model_
             values[split][name] = per_row(pred, rows)
             metrics[name][split] = rounded({**summary(values[split][name], recall_at), "candidates": candidates,
                                             **text_scores(bank.decode(pred), references)})
-        trivial[split] = [k for k in recall_at if k >= candidates]
-        if trivial[split]:
-            log.warning("evaluate: %s has %d candidates, so Recall@%s is 1 for every model (trivial)",
-                        split, candidates, ",".join(map(str, trivial[split])))
+        trivial[split] = {f"recall@{k}": k >= candidates for k in recall_at}
+        if any(trivial[split].values()):
+            log.warning("evaluate: %s has %d candidates, so %s is 1 for every model (trivial)", split,
+                        candidates, ", ".join(k for k, flag in trivial[split].items() if flag))
     best = {m: max(BASELINES, key=lambda b: metrics[b]["val"][m]) for m in HEADLINE}
     metrics["cube_vs_best_baseline"] = {
         split: {m: round(metrics["cube"][split][m] - metrics[best[m]][split][m], 4) for m in HEADLINE}
@@ -168,7 +168,7 @@ def evaluate(params: Params, data_dir: str | Path, split_dir: str | Path, model_
                              **confidence(values[report], best, point_names, params.evaluate.bootstrap, seed)}
     metrics["setup"] = {"mode": mode, "cube_parameters": cube.parameter_count(), **fitted,
                         "blend_weight": models["blend"].a, "best_baseline": best, "report_split": report,
-                        "trivial_recall_at": trivial,
+                        "trivial_recall": trivial,
                         "answer_bank": len(bank.texts), **{f"{s}_rows": len(splits[s]) for s in names}}
     curves = {"cosine": {n: values["val"][n]["cosine"] for n in MODELS},
               "recall": {n: recall_curve(values["val"][n]["rank"]) for n in MODELS},

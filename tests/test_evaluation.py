@@ -1,5 +1,7 @@
 """Frontier, dominance and margin on hand-made points; the paired bootstrap; and one
 ``evaluate`` run on tiny synthetic data (every model, the frontier, intervals, flags)."""
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -104,12 +106,19 @@ def evaluated(tmp_path_factory):
         evaluate=EvaluateParams(recall_at=[1, 5, 10], ridge_alphas=[1.0], blend_weights=[0.0, 0.5, 1.0],
                                 bootstrap=200))
     train(params, data, split, root / "model", progress=False)
-    metrics, curves = evaluate(params, data, split, root / "model")
-    return metrics, curves
+    warnings = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    logging.getLogger("cubecore.evaluation").addHandler(handler)
+    try:
+        metrics, curves = evaluate(params, data, split, root / "model")
+    finally:
+        logging.getLogger("cubecore.evaluation").removeHandler(handler)
+    return metrics, curves, warnings
 
 
 def test_evaluate_reports_every_model_on_val_and_test(evaluated):
-    metrics, curves = evaluated
+    metrics, curves, _ = evaluated
     for name in MODELS:
         assert set(metrics[name]) == {"val", "test"}
         assert metrics[name]["test"]["candidates"] == 6
@@ -118,14 +127,17 @@ def test_evaluate_reports_every_model_on_val_and_test(evaluated):
     assert metrics["setup"]["report_split"] == "test"
 
 
-def test_recall_at_k_beyond_the_candidates_is_flagged(evaluated, caplog):
-    metrics, _ = evaluated
-    assert metrics["setup"]["trivial_recall_at"] == {"val": [], "test": [10]}
+def test_recall_at_k_beyond_the_candidates_is_flagged(evaluated):
+    metrics, _, warnings = evaluated
+    assert metrics["setup"]["trivial_recall"] == {
+        "val": {"recall@1": False, "recall@5": False, "recall@10": False},
+        "test": {"recall@1": False, "recall@5": False, "recall@10": True}}
+    assert warnings == ["evaluate: test has 6 candidates, so recall@10 is 1 for every model (trivial)"]
     assert all(metrics[name]["test"]["recall@10"] == 1.0 for name in MODELS)
 
 
 def test_frontier_and_intervals_are_consistent(evaluated):
-    metrics, _ = evaluated
+    metrics, _, _ = evaluated
     for split in ("val", "test"):
         report = metrics["frontier"][split]
         assert set(report["points"]) == {"identity", "mean", "ridge", "linear", "mlp",
