@@ -5,7 +5,7 @@ params file's settings, once per loss variant, and prints the best epoch's valid
 cosine and MRR as a markdown table (with each run's seconds).
 
     .venv/bin/python bench/objective.py --params P --data DIR/extract --split DIR/split \\
-        --epochs 3 --queues 0 4096 --learn-temperature
+        --epochs 3 --queues 0 4096 --infonce 0.1 0.3 --temperatures 0.05 0.2 --learn-temperature
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--queues", type=int, nargs="+", default=[0, 4096])
     parser.add_argument("--infonce", type=float, nargs="+", default=None, help="InfoNCE weights to try")
+    parser.add_argument("--temperatures", type=float, nargs="+", default=None, help="(start) temperatures to try")
     parser.add_argument("--learn-temperature", action="store_true", help="also try each queue with a learned T")
     parser.add_argument("--models", nargs="+", default=["cube", "linear"])
     parser.add_argument("--train-rows", type=int, default=None, help="use only the first N training rows")
@@ -50,14 +51,16 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     dim = splits["train"].inputs.shape[1]
-    variants = [(w, q, learn) for w in (args.infonce or [params.train.loss.infonce]) for q in args.queues
+    variants = [(w, t, q, learn) for w in (args.infonce or [params.train.loss.infonce])
+                for t in (args.temperatures or [params.train.loss.temperature]) for q in args.queues
                 for learn in ([False, True] if args.learn_temperature else [False])]
     print(f"train {len(splits['train'])} rows, val {len(splits['val'])} rows, epochs {args.epochs}, "
           f"batch {params.train.batch_size}, lr {params.train.lr}")
     print("| model | infonce | queue | temperature | val cosine | val MRR | best epoch | final T | seconds |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for infonce, queue, learn in variants:
-        loss = dataclasses.replace(params.train.loss, infonce=infonce, queue_size=queue, learn_temperature=learn)
+    for infonce, temperature, queue, learn in variants:
+        loss = dataclasses.replace(params.train.loss, infonce=infonce, temperature=temperature, queue_size=queue,
+                                   learn_temperature=learn)
         for name in args.models:
             train_params = dataclasses.replace(params.train, epochs=args.epochs, patience=args.epochs, loss=loss,
                                                resume=False, checkpoint_dir=tempfile.mkdtemp())
@@ -67,7 +70,7 @@ def main() -> None:
             started = time.perf_counter()
             summary = trainer.fit(splits["train"], splits["val"], params.train.mode, progress=False)
             t = float(trainer.objective.temperature().detach())
-            print(f"| {name} | {infonce} | {queue} | {'learned' if learn else 'fixed'} | "
+            print(f"| {name} | {infonce} | {queue} | {temperature} {'learned' if learn else 'fixed'} | "
                   f"{summary['val_cosine']:.4f} | {summary['val_mrr']:.4f} | {summary['best_epoch']} | {t:.3f} | "
                   f"{time.perf_counter() - started:.0f} |", flush=True)
 
