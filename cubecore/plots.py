@@ -110,8 +110,9 @@ def frontier(report: dict, path: Path, title: str) -> None:
     xs, ys = zip(*(pts[n] for n in report["frontier"]))
     ax.step([low[0], *xs, xs[-1]], [ys[0], *ys, low[1]], where="pre", color="tab:red", linewidth=1.2,
              label="frontier of the baselines")
-    for name, p in shown.items():
-        if name not in blend or name in report["frontier"]:
+    singles = {p for n, p in pts.items() if n not in blend}
+    for name, p in shown.items():  # blend@0 / blend@1 often sit exactly on ridge / identity
+        if name not in blend or (name in report["frontier"] and p not in singles):
             ax.scatter(*p, s=30, color="tab:gray" if name in blend else "tab:blue", zorder=3)
             ax.annotate(name, p, textcoords="offset points", xytext=(4, 4), fontsize=8)
     verdict = "dominated" if report["dominated"] else "not dominated"
@@ -119,13 +120,13 @@ def frontier(report: dict, path: Path, title: str) -> None:
                label=f"cube ({verdict}, margin {report['margin']:+.4f})")
     hidden = sorted(set(pts) - set(shown))
     if hidden:
-        ax.text(0.99, 0.01, "off the chart: " + ", ".join(hidden), transform=ax.transAxes, ha="right",
-                va="bottom", fontsize=8, color="tab:gray")
+        ax.text(0.99, 0.99, "off the chart: " + ", ".join(hidden), transform=ax.transAxes, ha="right",
+                va="top", fontsize=8, color="tab:gray")
     ax.set_xlim(low[0], high[0])
     ax.set_ylim(low[1], high[1])
     ax.set_xlabel("cosine to the true target (mean)")
     ax.set_ylabel("MRR of the true target")
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="lower left")  # the dominated corner, usually empty
     ax.grid(alpha=0.3)
     _save(fig, path)
