@@ -1,7 +1,6 @@
 """Baselines: ridge recovers a known map and picks the right regulariser; mean is the mean;
 the trained linear map starts at the identity and learns; the blend mixes unit vectors."""
 import numpy as np
-import pytest
 import torch
 import torch.nn.functional as F
 
