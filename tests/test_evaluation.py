@@ -163,3 +163,12 @@ def test_dvc_recall_plot_draws_every_model(repo_root):
     columns = [y for plot in plots if isinstance(plot, dict) for spec in plot.values()
                for y in spec.get("y", {}).get("plots/recall_at_k.csv", [])]
     assert columns == list(MODELS)
+
+
+def test_the_blend_weight_is_chosen_on_val(evaluated):
+    metrics, _, _ = evaluated
+    points = metrics["frontier"]["val"]["points"]
+    score = {a: points[f"blend@{a:g}"]["cosine"] + points[f"blend@{a:g}"]["mrr"] for a in (0.0, 0.5, 1.0)}
+    assert score[metrics["setup"]["blend_weight"]] == pytest.approx(max(score.values()), abs=2e-4)
+    chosen = metrics["frontier"]["test"]["points"][f"blend@{metrics['setup']['blend_weight']:g}"]
+    assert (metrics["blend"]["test"]["cosine"], metrics["blend"]["test"]["mrr"]) == (chosen["cosine"], chosen["mrr"])
