@@ -4,8 +4,12 @@
 - ``mean``: the mean training target, whatever the input.
 - ``ridge``: a closed-form linear map ``[x, 1] -> y``; its regulariser is chosen on a
   held-out tenth of the training rows, then refitted on all of them.
-- ``mlp``: a residual two-layer MLP with about the cube's parameter count, trained by the
-  same trainer with the same loss, budget and early stopping.
+- ``linear``: a trained ``D x D`` linear map with bias, started at the identity and trained
+  by the same trainer with the cube's loss, budget and early stopping.
+- ``mlp``: a residual two-layer MLP with about the cube's parameter count, trained the same way.
+- ``blend@a``: ``(1 - a) * ridge(x)/|ridge(x)| + a * x/|x|``, a closed-form, untrained family
+  (in autoencoder mode ``x`` is the noisy input); ``a = 0`` points like ridge, ``a = 1`` like
+  identity.
 """
 from __future__ import annotations
 
@@ -68,6 +72,36 @@ def fit_ridge(train: TaskData, alphas: list[float], seed: int) -> tuple[Linear, 
     return ridge_solve(train.inputs, train.targets, best), best
 
 
+class Blend(nn.Module):
+    """Unit-normalised ridge prediction and input, mixed with weight ``a`` on the input."""
+
+    def __init__(self, ridge: Linear, a: float):
+        super().__init__()
+        self.ridge, self.a = ridge, a
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (1 - self.a) * F.normalize(self.ridge(x), dim=-1) + self.a * F.normalize(x, dim=-1)
+
+
+def blend_family(ridge: Linear, weights: list[float]) -> dict[str, Blend]:
+    """One blend per weight, named ``blend@<a>``."""
+    return {f"blend@{a:g}": Blend(ridge, a) for a in weights}
+
+
+class LinearMap(nn.Module):
+    """``x @ W + b`` with ``W`` starting at the identity and ``b`` at zero."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.map = nn.Linear(dim, dim)
+        with torch.no_grad():
+            self.map.weight.copy_(torch.eye(dim))
+            self.map.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.map(x)
+
+
 class ResidualMLP(nn.Module):
     """``x + W2 gelu(W1 x)`` with hidden width chosen to match a parameter budget."""
 
@@ -87,22 +121,25 @@ class ResidualMLP(nn.Module):
         return max(1, round((parameters - dim) / (2 * dim + 1)))
 
 
-def fit_mlp(train: TaskData, val: TaskData, mode: str, params: TrainParams, seed: int,
-            parameters: int, key: str, progress: bool = False) -> ResidualMLP:
-    """The equal-size MLP, trained like the cube (same loss, epochs, early stopping)."""
-    dim = train.inputs.shape[1]
-    seed_everything(seed)
-    model = ResidualMLP(dim, ResidualMLP.hidden_for(dim, parameters))
-    Trainer(model, params, seed, key, name="mlp").fit(train, val, mode, progress=progress)
-    return model
+def fit_trained(model: nn.Module, train: TaskData, val: TaskData, mode: str, params: TrainParams,
+                seed: int, key: str, name: str) -> dict:
+    """Train ``model`` like the cube (same loss, epochs, early stopping on ``val``)."""
+    return Trainer(model, params, seed, key, name=name).fit(train, val, mode, progress=False)
 
 
 def fit_baselines(train: TaskData, val: TaskData, mode: str, params: TrainParams, alphas: list[float],
                   seed: int, cube_parameters: int, key: str) -> tuple[dict[str, nn.Module], dict]:
-    """Every baseline fitted on ``train`` (the MLP early-stops on ``val``, as the cube does)."""
+    """Every baseline fitted on ``train`` (the trained ones early-stop on ``val``, as the cube does)."""
+    dim = train.inputs.shape[1]
     ridge, alpha = fit_ridge(train, alphas, seed)
-    mlp = fit_mlp(train, val, mode, params, seed, cube_parameters, key)
-    models = {"identity": Identity(), "mean": MeanTarget(train.targets), "ridge": ridge, "mlp": mlp}
+    seed_everything(seed)
+    mlp = ResidualMLP(dim, ResidualMLP.hidden_for(dim, cube_parameters))
+    fit_trained(mlp, train, val, mode, params, seed, f"mlp-{key}", "mlp")
+    linear = LinearMap(dim)
+    linear_run = fit_trained(linear, train, val, mode, params, seed, f"linear-{key}", "linear")
+    models = {"identity": Identity(), "mean": MeanTarget(train.targets), "ridge": ridge, "linear": linear,
+              "mlp": mlp}
     info = {"ridge_alpha": alpha, "mlp_parameters": sum(p.numel() for p in mlp.parameters()),
-            "mlp_hidden": mlp.up.out_features}
+            "mlp_hidden": mlp.up.out_features, "linear_parameters": dim * dim + dim,
+            "linear_best_epoch": linear_run["best_epoch"]}
     return models, info

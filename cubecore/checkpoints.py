@@ -84,21 +84,27 @@ class RunDirectory:
         with atomic_path(self.best_file) as tmp:
             save_file(weights, str(tmp))
 
-    def save_last(self, model: nn.Module, optimizer: torch.optim.Optimizer, trainer_state: dict) -> None:
+    def save_last(self, model: nn.Module, optimizer: torch.optim.Optimizer, trainer_state: dict,
+                  extras: dict[str, nn.Module] | None = None) -> None:
+        """The last epoch: model, optimizer, trainer state and ``extras`` (e.g. the loss's
+        queue and temperature), in one atomic file so they always match."""
         self.path.mkdir(parents=True, exist_ok=True)
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "trainer": trainer_state}
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "trainer": trainer_state,
+                 "extras": {name: module.state_dict() for name, module in (extras or {}).items()}}
         with atomic_path(self.state_file) as tmp:
             torch.save(state, tmp)
 
-    def resume(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict | None:
-        """Load the last epoch into ``model`` and ``optimizer``; return the trainer state, or
-        None (and an empty directory) when there is nothing usable to resume."""
+    def resume(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+               extras: dict[str, nn.Module] | None = None) -> dict | None:
+        """Load the last epoch into ``model``, ``optimizer`` and ``extras``; return the trainer
+        state, or None (and an empty directory) when there is nothing usable to resume."""
+        extras = extras or {}
         for stray in self.path.glob(".*.tmp"):  # temp files of a process killed mid-write
             stray.unlink(missing_ok=True)
         if not self.state_file.exists():
             self.clear()
             return None
-        model_before, optimizer_before = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
+        before = {name: copy.deepcopy(m.state_dict()) for name, m in {"model": model, "optimizer": optimizer, **extras}.items()}
         try:
             state = torch.load(self.state_file, weights_only=True)
             trainer_state = dict(state["trainer"])
@@ -106,9 +112,11 @@ class RunDirectory:
                 load_file(str(self.best_file))  # fit() ends by loading it: it must be readable
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
+            for name, module in extras.items():
+                module.load_state_dict(state["extras"][name])
         except UNLOADABLE as exc:
-            model.load_state_dict(model_before)
-            optimizer.load_state_dict(optimizer_before)
+            for name, m in {"model": model, "optimizer": optimizer, **extras}.items():
+                m.load_state_dict(before[name])
             log.warning("train: discarding the unusable checkpoint in %s (%s: %s); starting afresh",
                         self.path, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
             self.clear()

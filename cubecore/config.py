@@ -67,8 +67,8 @@ class FilterParams:
 
 @dataclass
 class SplitParams:
-    val_fraction: float = 0.2
-    test_fraction: float = 0.0
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
     group_by: str = "question"
 
 
@@ -91,6 +91,8 @@ class LossParams:
     mse: float = 0.0
     infonce: float = 0.1
     temperature: float = 0.05
+    queue_size: int = 0
+    learn_temperature: bool = False
 
 
 @dataclass
@@ -122,6 +124,8 @@ class TrainParams:
 class EvaluateParams:
     recall_at: list[int] = field(default_factory=lambda: [1, 5, 10])
     ridge_alphas: list[float] = field(default_factory=lambda: [0.1, 1.0, 10.0, 100.0])
+    blend_weights: list[float] = field(default_factory=lambda: [i / 10 for i in range(11)])
+    bootstrap: int = 1000
 
 
 @dataclass
@@ -229,7 +233,10 @@ RANGES = {
     "train.autoencoder.noise": (0, INF, True, False),
     "train.threads": (0, INF, True, False),
     "evaluate.recall_at": (1, INF, True, False),
+    "train.loss.queue_size": (0, INF, True, False),
     "evaluate.ridge_alphas": (0, INF, False, False),
+    "evaluate.blend_weights": (0, 1, True, True),
+    "evaluate.bootstrap": (100, INF, True, False),
 }
 
 
@@ -283,6 +290,7 @@ def _validate(p: Params) -> None:
         (p.train.loss.cosine + p.train.loss.mse + p.train.loss.infonce > 0,
          "train.loss: at least one of cosine, mse, infonce must be > 0"),
         (p.data.source != "files" or bool(p.data.files.paths), "data.files.paths is empty but data.source is 'files'"),
+        (bool(p.evaluate.blend_weights), "evaluate.blend_weights must not be empty"),
     ]
     for ok, message in relations:
         if not ok:

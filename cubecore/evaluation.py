@@ -1,11 +1,22 @@
 """The ``evaluate`` stage: the cube beside simple baselines on the same rows.
 
-For each evaluated split (val, and test when configured) and each model (``cube`` and the
-baselines ``identity``, ``mean``, ``ridge``, ``mlp``): cosine to the target (mean, median),
-retrieval of the target among the split's distinct targets (Recall@k, MRR), and decoding to
-text through an answer bank (the nearest training target text), scored with BLEU and
-ROUGE-L against the reference text. ``cube_vs_best_baseline`` holds cube minus the best
-baseline per headline metric, so a positive number means the cube wins.
+For each evaluated split (val, and test when configured) and each model of ``MODELS``:
+cosine to the target (mean, median), retrieval of the target among the split's distinct
+targets (Recall@k, MRR), and decoding to text through an answer bank (the nearest training
+target text), scored with BLEU and ROUGE-L against the reference text.
+
+Everything is chosen on ``val`` and reported on ``test`` (when ``split.test_fraction`` > 0;
+otherwise on ``val``): the cube's and the trained baselines' epochs (early stopping), the
+blend weight (``blend`` is the ``blend@a`` with the best val mean of cosine and MRR), and
+the best baseline per metric. ``eval.json`` also holds:
+
+- ``cube_vs_best_baseline``: cube minus that best baseline per metric (positive: the cube wins);
+- ``frontier``: per split, the Pareto frontier of all baselines (every ``blend@a`` included)
+  in (cosine, MRR), whether the cube is dominated and its signed margin (``cubecore.frontier``);
+- ``confidence``: paired-bootstrap 95 % intervals, on the report split, of cube minus best
+  baseline for cosine, MRR and Recall@1, and of the frontier margin;
+- ``setup.trivial_recall_at``: per split, the cut-offs k with k >= candidates (Recall@k = 1
+  for every model there, so it says nothing).
 """
 from __future__ import annotations
 
@@ -16,17 +27,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cubecore.baselines import fit_baselines
+from cubecore.baselines import blend_family, fit_baselines
+from cubecore.bootstrap import LEVEL, interval, resample_means
 from cubecore.config import Params, as_dict
-from cubecore.metrics import candidate_index, retrieval_ranks, text_scores
+from cubecore.frontier import frontier_report, margin
+from cubecore.metrics import cosine, retrieval_summary, target_ranks, text_scores
 from cubecore.tasks import TaskData
-from cubecore.trainer import evaluate_predictions, predict, run_key
+from cubecore.trainer import predict, run_key
 from cubecore.training import load_model, load_split
 
 log = logging.getLogger(__name__)
 
 HEADLINE = ("cosine", "mrr", "recall@1", "bleu", "rouge_l")
-MODELS = ("cube", "identity", "mean", "ridge", "mlp")
+INTERVALS = ("cosine", "mrr", "recall@1")  # per-row metrics, so they have bootstrap intervals
+BASELINES = ("identity", "mean", "ridge", "linear", "mlp", "blend")
+MODELS = ("cube", *BASELINES)
 
 
 class AnswerBank:
@@ -47,50 +62,104 @@ class AnswerBank:
         return [self.texts[i] for i in index[:, 0].tolist()]
 
 
-def score_model(pred: torch.Tensor, rows: TaskData, bank: AnswerBank, texts: list[str],
-                recall_at: list[int]) -> tuple[dict, torch.Tensor]:
-    """All metrics of one model on one split, and the per-row cosine (for plots)."""
-    scores = evaluate_predictions(pred, rows, recall_at)
-    references = [texts[i] for i in rows.target_ids]
-    scores.update(text_scores(bank.decode(pred), references))
-    scores = {k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}
-    return scores, F.cosine_similarity(pred, rows.targets, dim=-1)
+def per_row(pred: torch.Tensor, rows: TaskData) -> dict[str, np.ndarray]:
+    """Each row's cosine, rank of its target, reciprocal rank and hit@1."""
+    ranks, _ = target_ranks(pred, rows.targets, rows.target_ids)
+    ranks = ranks.numpy()
+    return {"cosine": cosine(pred, rows.targets).numpy(), "rank": ranks, "mrr": 1.0 / ranks,
+            "recall@1": (ranks <= 1).astype(np.float64)}
 
 
-def recall_curve(pred: torch.Tensor, rows: TaskData, max_k: int = 50) -> np.ndarray:
+def summary(values: dict[str, np.ndarray], recall_at: list[int]) -> dict:
+    """The per-row values summarised: cosine mean and median, Recall@k and MRR."""
+    return {"cosine": float(values["cosine"].mean()), "cosine_median": float(np.median(values["cosine"])),
+            **retrieval_summary(torch.from_numpy(values["rank"]), recall_at)}
+
+
+def recall_curve(ranks: np.ndarray, max_k: int = 50) -> np.ndarray:
     """Recall@k for k = 1..max_k."""
-    first_rows, position = candidate_index(rows.target_ids)
-    ranks = retrieval_ranks(pred, rows.targets[first_rows], position).numpy()
     return np.array([(ranks <= k).mean() for k in range(1, max_k + 1)])
+
+
+def rounded(scores: dict) -> dict:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}
+
+
+def points(values: dict[str, dict], names) -> dict[str, tuple[float, float]]:
+    return {n: (float(values[n]["cosine"].mean()), float(values[n]["mrr"].mean())) for n in names}
+
+
+def confidence(values: dict[str, dict], best: dict[str, str], point_names: list[str],
+               resamples: int, seed: int) -> dict:
+    """Paired-bootstrap intervals of cube minus best baseline (per metric) and of the margin."""
+    diffs = np.stack([values["cube"][m] - values[best[m]][m] for m in INTERVALS], axis=1)
+    cos, mrr = (np.stack([values[n][m] for n in ["cube", *point_names]], axis=1) for m in ("cosine", "mrr"))
+    means = resample_means(np.concatenate([diffs, cos, mrr], axis=1), resamples, seed)
+    diff_means, cos_means, mrr_means = np.split(means, [len(INTERVALS), len(INTERVALS) + cos.shape[1]], axis=1)
+    report = {}
+    for i, m in enumerate(INTERVALS):
+        low, high = interval(diff_means[:, i])
+        report[m] = {"baseline": best[m], "value": round(float(diffs[:, i].mean()), 4),
+                     "low": round(low, 4), "high": round(high, 4)}
+    cos, mrr = cos.mean(0), mrr.mean(0)
+    low, high = interval(margin(cos_means[:, 0], mrr_means[:, 0], cos_means[:, 1:], mrr_means[:, 1:]))
+    report["frontier_margin"] = {"value": round(float(margin(cos[0], mrr[0], cos[1:], mrr[1:])), 4),
+                                 "low": round(low, 4), "high": round(high, 4)}
+    return report
 
 
 def evaluate(params: Params, data_dir: str | Path, split_dir: str | Path, model_dir: str | Path) -> tuple[dict, dict]:
     """Metrics per model and split, and what the plots need (per-row cosine, recall curves)."""
     cube, info = load_model(model_dir)
-    mode, seed = info["mode"], params.base.seed
+    mode, seed, recall_at = info["mode"], params.base.seed, params.evaluate.recall_at
     names = ["train", "val"] + (["test"] if params.split.test_fraction > 0 else [])
     data, splits = load_split(data_dir, split_dir, mode, params.train.autoencoder.noise, seed, names)
     train = splits["train"]
-    key = run_key("mlp-baseline", as_dict(params.train), seed, cube.parameter_count(),
+    key = run_key("baselines", as_dict(params.train), seed, cube.parameter_count(),
                   train.inputs, splits["val"].targets)
     models, fitted = fit_baselines(train, splits["val"], mode, params.train, params.evaluate.ridge_alphas,
                                    seed, cube.parameter_count(), key)
+    family = blend_family(models["ridge"], params.evaluate.blend_weights)
     models = {"cube": cube, **models}
+    point_names = [n for n in BASELINES if n != "blend"] + list(family)
     bank = AnswerBank(train.target_ids, data.embeddings, data.texts)
+    evaluated = names[1:]
     metrics: dict = {name: {} for name in MODELS}
-    curves: dict = {"cosine": {}, "recall": {}}
-    for split in names[1:]:
+    values: dict = {}
+    trivial: dict = {}
+    for split in evaluated:  # val first: the blend weight is chosen there
         rows = splits[split]
+        values[split] = {n: per_row(predict(m, rows.inputs), rows) for n, m in family.items()}
+        if split == "val":
+            chosen = max(family, key=lambda n: values["val"][n]["cosine"].mean() + values["val"][n]["mrr"].mean())
+            models["blend"] = family[chosen]
+        references = [data.texts[i] for i in rows.target_ids]
+        candidates = len(np.unique(rows.target_ids))
         for name in MODELS:
             pred = predict(models[name], rows.inputs)
-            metrics[name][split], cosines = score_model(pred, rows, bank, data.texts, params.evaluate.recall_at)
-            if split == "val":
-                curves["cosine"][name] = cosines.numpy()
-                curves["recall"][name] = recall_curve(pred, rows)
+            values[split][name] = per_row(pred, rows)
+            metrics[name][split] = rounded({**summary(values[split][name], recall_at), "candidates": candidates,
+                                            **text_scores(bank.decode(pred), references)})
+        trivial[split] = {f"recall@{k}": k >= candidates for k in recall_at}
+        if any(trivial[split].values()):
+            log.warning("evaluate: %s has %d candidates, so %s is 1 for every model (trivial)", split,
+                        candidates, ", ".join(k for k, flag in trivial[split].items() if flag))
+    best = {m: max(BASELINES, key=lambda b: metrics[b]["val"][m]) for m in HEADLINE}
     metrics["cube_vs_best_baseline"] = {
-        split: {m: round(metrics["cube"][split][m] - max(metrics[b][split][m] for b in MODELS[1:]), 4)
-                for m in HEADLINE} for split in names[1:]}
+        split: {m: round(metrics["cube"][split][m] - metrics[best[m]][split][m], 4) for m in HEADLINE}
+        for split in evaluated}
+    metrics["frontier"] = {split: frontier_report(points(values[split], point_names),
+                                                  points(values[split], ["cube"])["cube"])
+                           for split in evaluated}
+    report = evaluated[-1]
+    metrics["confidence"] = {"split": report, "level": LEVEL, "resamples": params.evaluate.bootstrap, "seed": seed,
+                             **confidence(values[report], best, point_names, params.evaluate.bootstrap, seed)}
     metrics["setup"] = {"mode": mode, "cube_parameters": cube.parameter_count(), **fitted,
+                        "blend_weight": models["blend"].a, "best_baseline": best, "report_split": report,
+                        "trivial_recall": trivial,
                         "answer_bank": len(bank.texts), **{f"{s}_rows": len(splits[s]) for s in names}}
-    log.info("evaluate: %s", {n: metrics[n]["val"] for n in MODELS})
+    curves = {"cosine": {n: values["val"][n]["cosine"] for n in MODELS},
+              "recall": {n: recall_curve(values["val"][n]["rank"]) for n in MODELS},
+              "frontier": {"split": report, "blend": list(family), **metrics["frontier"][report]}}
+    log.info("evaluate (%s): %s", report, {n: metrics[n][report] for n in MODELS})
     return metrics, curves

@@ -47,6 +47,13 @@ def candidate_index(target_ids: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
     return first_rows, torch.from_numpy(position.astype(np.int64))
 
 
+def target_ranks(pred: torch.Tensor, targets: torch.Tensor, target_ids: np.ndarray) -> tuple[torch.Tensor, int]:
+    """Each row's rank of its own target among the distinct targets of these rows, and the
+    number of those candidates."""
+    first_rows, position = candidate_index(target_ids)
+    return retrieval_ranks(pred, targets[first_rows], position), len(first_rows)
+
+
 # --- text metrics ----------------------------------------------------------------------------
 
 # scripts written without spaces between words: each character is a token

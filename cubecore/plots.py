@@ -172,3 +172,43 @@ def headline_bars(metrics: dict, models, headline, path: Path, title: str, split
     legend_first(ax, highlight, ncols=len(models), fontsize=8, loc="upper right")
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
+
+
+def frontier(report: dict, path: Path, title: str):
+    """Cosine against MRR: every baseline, the blend curve, the frontier staircase, the cube.
+
+    The axes frame the cube, the frontier and the blend curve; baselines far outside (e.g.
+    ``mean``) are listed in a note instead of squeezing the interesting region."""
+    pts = {n: (p["cosine"], p["mrr"]) for n, p in report["points"].items()}
+    cube = (report["cube"]["cosine"], report["cube"]["mrr"])
+    blend = [n for n in report["blend"] if n in pts]
+    framed = np.array([cube, *(pts[n] for n in report["frontier"]), *(pts[n] for n in blend)])
+    low, high = framed.min(0), framed.max(0)
+    pad = np.maximum(0.15 * (high - low), 0.01)
+    low, high = low - pad, high + pad
+    shown = {n: p for n, p in pts.items() if all(low <= p) and all(p <= high)}
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    ax.plot(*zip(*(pts[n] for n in blend)), ".-", color="tab:gray", alpha=0.6, label="blend (1−a)·ridge + a·input")
+    xs, ys = zip(*(pts[n] for n in report["frontier"]))
+    ax.step([low[0], *xs, xs[-1]], [ys[0], *ys, low[1]], where="pre", color="tab:red", linewidth=1.2,
+             label="frontier of the baselines")
+    singles = {p for n, p in pts.items() if n not in blend}
+    for name, p in shown.items():  # blend@0 / blend@1 often sit exactly on ridge / identity
+        if name not in blend or (name in report["frontier"] and p not in singles):
+            ax.scatter(*p, s=30, color="tab:gray" if name in blend else "tab:blue", zorder=3)
+            ax.annotate(name, p, textcoords="offset points", xytext=(4, 4), fontsize=8)
+    verdict = "dominated" if report["dominated"] else "not dominated"
+    ax.scatter(*cube, marker="*", s=220, color="tab:green", zorder=4,
+               label=f"cube ({verdict}, margin {report['margin']:+.4f})")
+    hidden = sorted(set(pts) - set(shown))
+    if hidden:
+        ax.text(0.99, 0.99, "off the chart: " + ", ".join(hidden), transform=ax.transAxes, ha="right",
+                va="top", fontsize=8, color="tab:gray")
+    ax.set_xlim(low[0], high[0])
+    ax.set_ylim(low[1], high[1])
+    ax.set_xlabel("cosine to the true target (mean)")
+    ax.set_ylabel("MRR of the true target")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower left")  # the dominated corner, usually empty
+    ax.grid(alpha=0.3)
+    return _save(fig, path)

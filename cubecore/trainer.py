@@ -23,8 +23,8 @@ from torch import nn
 from cubecore.checkpoints import RunDirectory
 from cubecore.config import TrainParams
 from cubecore.errors import CubecoreError
-from cubecore.losses import combined_loss
-from cubecore.metrics import candidate_index, cosine, retrieval_ranks, retrieval_summary
+from cubecore.losses import Objective
+from cubecore.metrics import cosine, retrieval_summary, target_ranks
 from cubecore.paths import usable_dir
 from cubecore.progress import progress as progress_bar
 from cubecore.tasks import TaskData, corrupt, train_noise
@@ -65,11 +65,10 @@ def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int = 1024) -> t
 
 def evaluate_predictions(pred: torch.Tensor, data: TaskData, recall_at=(1, 5, 10)) -> dict:
     """Cosine to the target and retrieval of the target among the split's distinct targets."""
-    first_rows, position = candidate_index(data.target_ids)
-    ranks = retrieval_ranks(pred, data.targets[first_rows], position)
+    ranks, candidates = target_ranks(pred, data.targets, data.target_ids)
     cos = cosine(pred, data.targets)
     return {"cosine": float(cos.mean()), "cosine_median": float(cos.median()),
-            **retrieval_summary(ranks, list(recall_at)), "candidates": len(first_rows)}
+            **retrieval_summary(ranks, list(recall_at)), "candidates": candidates}
 
 
 def log_epoch(live, row: dict) -> None:
@@ -103,7 +102,10 @@ class Trainer:
         root = usable_dir(params.checkpoint_dir, "train.checkpoint_dir")  # fail now, not after an epoch
         self.run = RunDirectory(root, run_key(key, layout))  # a changed model never resumes
         self.directory = self.run.path
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+        self.objective = Objective(params.loss)  # the temperature is not weight-decayed
+        self.optimizer = torch.optim.AdamW([{"params": model.parameters()},
+                                            {"params": self.objective.parameters(), "weight_decay": 0.0}],
+                                           lr=params.lr, weight_decay=params.weight_decay)
         self.state = TrainState()
 
     # --- learning rate -------------------------------------------------------------------
@@ -121,7 +123,7 @@ class Trainer:
         if not self.params.resume:
             self.run.clear()
             return False
-        state = self.run.resume(self.model, self.optimizer)
+        state = self.run.resume(self.model, self.optimizer, {"objective": self.objective})
         if state is None:
             return False
         self.state = TrainState(**state)
@@ -157,10 +159,12 @@ class Trainer:
 
     def _validate(self, val: TaskData) -> dict:
         pred = predict(self.model, val.inputs)
-        loss, _ = combined_loss(pred, val.targets, self.params.loss)
         scores = evaluate_predictions(pred, val)
-        return {"val_loss": float(loss), "val_cosine": scores["cosine"], "val_mrr": scores["mrr"],
-                "val_recall@1": scores["recall@1"]}
+        row = {"val_loss": self.objective.batched(pred, val.targets, self.params.batch_size),
+               "val_cosine": scores["cosine"], "val_mrr": scores["mrr"], "val_recall@1": scores["recall@1"]}
+        if self.params.loss.learn_temperature:
+            row["temperature"] = float(self.objective.temperature().detach())
+        return row
 
     def fit(self, train: TaskData, val: TaskData, mode: str, live=None, progress: bool = True) -> dict:
         """Train until ``epochs`` or early stopping; leave the best weights in the model.
@@ -193,7 +197,7 @@ class Trainer:
                 if len(index) < 2:
                     continue
                 x = corrupt(train.inputs[index], noise, generator)
-                loss, terms = combined_loss(self.model(x), train.targets[index], p.loss)
+                loss, terms = self.objective(self.model(x), train.targets[index])
                 if not torch.isfinite(loss):
                     raise self._diverged(loss, terms, epoch, x, train.targets[index])
                 lr = self.lr_at(self.state.step, total_steps)
@@ -204,6 +208,7 @@ class Trainer:
                 if p.grad_clip > 0:
                     nn.utils.clip_grad_norm_(self.model.parameters(), p.grad_clip)
                 self.optimizer.step()
+                self.objective.enqueue(train.targets[index])
                 self.state.step += 1
                 total += loss.item() * len(index)
                 bar.set_postfix(loss=f"{loss.item():.4f}")
@@ -242,4 +247,4 @@ class Trainer:
             self.state.bad_epochs += 1
             if self.params.schedule == "plateau" and self.state.bad_epochs % max(1, self.params.patience // 2) == 0:
                 self.state.plateau_scale *= 0.5
-        self.run.save_last(self.model, self.optimizer, vars(self.state))
+        self.run.save_last(self.model, self.optimizer, vars(self.state), {"objective": self.objective})

@@ -19,6 +19,8 @@ def main() -> None:
     plots.recall_at_k(curves["recall"], out / "recall_at_k.png", out / "recall_at_k.csv",
                       f"Retrieval of the true target among validation targets ({mode})")
     plots.headline_bars(metrics, MODELS, HEADLINE, out / "headline.png", f"Validation metrics per model ({mode})")
+    plots.frontier(curves["frontier"], out / "frontier.png",
+                   f"Cube against the baselines' frontier ({curves['frontier']['split']}, {mode})")
 
 
 if __name__ == "__main__":

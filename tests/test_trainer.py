@@ -34,7 +34,7 @@ def synthetic(n: int, seed: int, dim: int = 64) -> TaskData:
 
 def params(tmp_path, **changes) -> TrainParams:
     base = TrainParams(epochs=4, batch_size=32, lr=0.01, patience=10, checkpoint_dir=str(tmp_path),
-                       loss=LossParams(cosine=1.0, infonce=0.1))
+                       loss=LossParams(cosine=1.0, infonce=0.1, queue_size=96, learn_temperature=True))
     return dataclasses.replace(base, **changes)
 
 

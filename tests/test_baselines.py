@@ -1,0 +1,74 @@
+"""Baselines: ridge recovers a known map and picks the right regulariser; mean is the mean;
+the trained linear map starts at the identity and learns; the blend mixes unit vectors."""
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cubecore.baselines import Blend, LinearMap, MeanTarget, blend_family, fit_baselines, fit_ridge, ridge_solve
+from cubecore.config import LossParams, TrainParams
+from cubecore.tasks import TaskData
+
+DIM = 8
+
+
+def linear_data(n: int, seed: int, noise: float = 0.0) -> TaskData:
+    g = torch.Generator().manual_seed(seed)
+    weight = torch.randn(DIM, DIM, generator=torch.Generator().manual_seed(7))
+    x = torch.randn(n, DIM, generator=g)
+    y = x @ weight + 0.5 + noise * torch.randn(n, DIM, generator=g)
+    return TaskData(x, y, np.arange(n) + seed * 10_000)
+
+
+def test_ridge_recovers_a_known_map():
+    data = linear_data(200, 0)
+    model = ridge_solve(data.inputs, data.targets, 1e-6)
+    weight = torch.randn(DIM, DIM, generator=torch.Generator().manual_seed(7))
+    assert torch.allclose(model.weight, weight, atol=1e-3)
+    assert torch.allclose(model.bias, torch.full((DIM,), 0.5), atol=1e-3)
+
+
+def test_ridge_picks_the_best_regulariser_on_held_out_rows():
+    # a clean linear map: a huge penalty flattens it, the small one is right
+    assert fit_ridge(linear_data(300, 1), [1e-3, 1e6], seed=0)[1] == 1e-3
+    # targets that are noise around a fixed direction, unrelated to the inputs: only the
+    # heavily regularised map (the mean target) generalises
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(40, DIM, generator=g)
+    y = 1.0 + 2 * torch.randn(40, DIM, generator=g)
+    assert fit_ridge(TaskData(x, y, np.arange(40)), [1e-3, 1e6], seed=0)[1] == 1e6
+
+
+def test_mean_baseline_is_the_mean_target():
+    targets = torch.randn(10, DIM) + 3
+    assert torch.allclose(MeanTarget(targets)(torch.randn(4, DIM)), targets.mean(0).expand(4, -1))
+
+
+def test_blend_mixes_unit_vectors():
+    ridge = ridge_solve(*(lambda d: (d.inputs, d.targets))(linear_data(100, 2)), 1.0)
+    x = torch.randn(5, DIM) * 7
+    assert torch.allclose(Blend(ridge, 1.0)(x), F.normalize(x, dim=-1))
+    assert torch.allclose(Blend(ridge, 0.0)(x), F.normalize(ridge(x), dim=-1), atol=1e-6)
+    mid = Blend(ridge, 0.3)(x)
+    assert torch.allclose(mid, 0.7 * F.normalize(ridge(x), dim=-1) + 0.3 * F.normalize(x, dim=-1))
+    assert list(blend_family(ridge, [0.0, 0.5, 1.0])) == ["blend@0", "blend@0.5", "blend@1"]
+
+
+def test_linear_map_starts_at_the_identity():
+    x = torch.randn(3, DIM)
+    assert torch.equal(LinearMap(DIM)(x), x)
+
+
+def test_trained_baselines_learn_beyond_the_identity(tmp_path):
+    train, val = linear_data(256, 4, noise=0.1), linear_data(64, 5, noise=0.1)
+    params = TrainParams(epochs=6, batch_size=32, lr=0.01, patience=10, checkpoint_dir=str(tmp_path),
+                         loss=LossParams(cosine=1.0, infonce=0.1))
+    models, info = fit_baselines(train, val, "dialogue", params, [0.1, 1.0], seed=0, cube_parameters=200, key="t")
+    assert set(models) == {"identity", "mean", "ridge", "linear", "mlp"}
+    assert info["linear_parameters"] == DIM * DIM + DIM
+
+    def val_cosine(model):
+        return float(F.cosine_similarity(model(val.inputs), val.targets).mean())
+
+    with torch.no_grad():
+        assert val_cosine(models["linear"]) > val_cosine(models["identity"]) + 0.1
+        assert val_cosine(models["ridge"]) > 0.9

@@ -1,0 +1,174 @@
+"""Frontier, dominance and margin on hand-made points; the paired bootstrap; and one
+``evaluate`` run on tiny synthetic data (every model, the frontier, intervals, flags)."""
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from cubecore import artifacts
+from cubecore.bootstrap import interval, resample_means
+from cubecore.config import CubeParams, EvaluateParams, LossParams, Params, SplitParams, TrainParams
+from cubecore.evaluation import MODELS, evaluate
+from cubecore.frontier import dominates, frontier_report, margin, pareto_front
+from cubecore.training import train
+
+POINTS = {"a": (0.5, 0.2), "b": (0.4, 0.3), "c": (0.3, 0.1), "d": (0.4, 0.2)}  # c, d are dominated
+
+
+def test_pareto_front_and_dominance():
+    assert pareto_front(POINTS) == ["b", "a"]
+    assert dominates((0.5, 0.2), (0.4, 0.2)) and not dominates((0.4, 0.2), (0.4, 0.2))
+    assert not dominates((0.5, 0.2), (0.4, 0.3))
+
+
+@pytest.mark.parametrize("cube, dominated, expected", [
+    ((0.45, 0.25), False, 0.05),    # between a and b: ahead of each on one metric by 0.05
+    ((0.6, 0.35), False, 0.15),     # beyond both: moved down-left by 0.15 it meets a
+    ((0.35, 0.15), True, -0.05),    # a and b both beat it on both metrics, by >= 0.05
+    ((0.5, 0.2), False, 0.0),       # on the frontier (equal to a): neither inside nor outside
+    ((0.45, 0.19), True, -0.01),    # inside, close to a
+])
+def test_margin_on_hand_made_points(cube, dominated, expected):
+    report = frontier_report(POINTS, cube)
+    assert report["dominated"] is dominated
+    assert report["margin"] == pytest.approx(expected, abs=1e-9)
+    assert report["frontier"] == ["b", "a"]
+
+
+def test_margin_is_vectorised_over_resamples():
+    cos, mrr = np.array([[0.5, 0.4], [0.5, 0.4]]), np.array([[0.2, 0.3], [0.2, 0.3]])
+    assert margin(np.array([0.45, 0.35]), np.array([0.25, 0.15]), cos, mrr) == pytest.approx([0.05, -0.05])
+
+
+def test_bootstrap_is_seeded_and_resamples_rows():
+    values = np.random.default_rng(0).normal(size=(300, 2))
+    first, again = resample_means(values, 200, seed=1), resample_means(values, 200, seed=1)
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, resample_means(values, 200, seed=2))
+    assert first.shape == (200, 2)
+    assert first.mean(0) == pytest.approx(values.mean(0), abs=0.02)
+    assert first.std(0) == pytest.approx(values.std(0) / np.sqrt(300), rel=0.2)
+    # a constant column has no spread; the chunking does not change the draws
+    assert np.allclose(resample_means(np.ones((50, 1)), 30, seed=0), 1)
+    assert np.array_equal(resample_means(values, 200, seed=1, chunk=7), first)
+
+
+def test_bootstrap_interval_is_the_95_percent_one():
+    """For a mean of normal rows the 95 % interval is about mean +- 1.96 standard errors."""
+    values = np.random.default_rng(5).normal(size=1000)
+    low, high = interval(resample_means(values[:, None], 4000, seed=0)[:, 0])
+    standard_error = values.std() / np.sqrt(len(values))
+    assert (high - low) / 2 == pytest.approx(1.96 * standard_error, rel=0.06)
+    assert (low + high) / 2 == pytest.approx(values.mean(), abs=0.3 * standard_error)
+
+
+def test_bootstrap_interval_covers_the_true_difference():
+    """Paired rows: model b = a + 0.05 + noise. 95 % intervals cover 0.05 in most datasets."""
+    covered = 0
+    for trial in range(40):
+        rng = np.random.default_rng(100 + trial)
+        a = rng.normal(size=400)
+        b = a + 0.05 + 0.2 * rng.normal(size=400)
+        low, high = interval(resample_means((b - a)[:, None], 500, seed=trial)[:, 0])
+        covered += low <= 0.05 <= high
+        assert high - low < 0.06  # paired: the shared per-row noise cancels
+    assert covered >= 34
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    """A synthetic corpus (64-d vectors, answer = nonlinear map of question), a trained cube,
+    then ``evaluate``: 60 train / 12 val / 6 test questions, each with its own answer."""
+    root = tmp_path_factory.mktemp("eval")
+    g = torch.Generator().manual_seed(0)
+    n, dim = 78, 64
+    questions = torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=-1)
+    mixing = torch.randn(dim, dim, generator=torch.Generator().manual_seed(1)) / dim ** 0.5
+    answers = torch.nn.functional.normalize(torch.tanh(2 * questions @ mixing) + 0.2, dim=-1)
+    texts = [f"question number {i}" for i in range(n)] + [f"the answer is {i}" for i in range(n)]
+    data = root / "extract"
+    data.mkdir()
+    artifacts.write_texts(data / "texts.jsonl", texts)
+    artifacts.write_embeddings(data / "embeddings.npy", torch.cat([questions, answers]).numpy())
+    artifacts.write_json(data / "teacher.json", {"model": "synthetic"})
+    split = root / "split"
+    split.mkdir()
+    for name, rows in {"train": range(0, 60), "val": range(60, 72), "test": range(72, 78)}.items():
+        rows = np.array(list(rows))
+        artifacts.write_pairs(split / f"{name}.tsv", artifacts.Pairs(rows, rows + n, [str(r) for r in rows],
+                                                                     np.zeros(len(rows), dtype=np.int64)))
+    params = Params(
+        split=SplitParams(val_fraction=0.15, test_fraction=0.08),
+        cube=CubeParams(lattice=[4, 4, 4], channels=4, hidden=8, position_channels=2, steps=1),
+        train=TrainParams(epochs=3, batch_size=16, lr=0.01, patience=3, checkpoint_dir=str(root / "ckpt"),
+                          loss=LossParams(cosine=1.0, infonce=0.1, queue_size=32)),
+        evaluate=EvaluateParams(recall_at=[1, 5, 10], ridge_alphas=[1.0], blend_weights=[0.0, 0.5, 1.0],
+                                bootstrap=200))
+    train(params, data, split, root / "model", progress=False)
+    warnings = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    logging.getLogger("cubecore.evaluation").addHandler(handler)
+    try:
+        metrics, curves = evaluate(params, data, split, root / "model")
+    finally:
+        logging.getLogger("cubecore.evaluation").removeHandler(handler)
+    return metrics, curves, warnings
+
+
+def test_evaluate_reports_every_model_on_val_and_test(evaluated):
+    metrics, curves, _ = evaluated
+    for name in MODELS:
+        assert set(metrics[name]) == {"val", "test"}
+        assert metrics[name]["test"]["candidates"] == 6
+    assert set(curves["recall"]) == set(MODELS)
+    assert metrics["setup"]["blend_weight"] in (0.0, 0.5, 1.0)
+    assert metrics["setup"]["report_split"] == "test"
+
+
+def test_recall_at_k_beyond_the_candidates_is_flagged(evaluated):
+    metrics, _, warnings = evaluated
+    assert metrics["setup"]["trivial_recall"] == {
+        "val": {"recall@1": False, "recall@5": False, "recall@10": False},
+        "test": {"recall@1": False, "recall@5": False, "recall@10": True}}
+    assert warnings == ["evaluate: test has 6 candidates, so recall@10 is 1 for every model (trivial)"]
+    assert all(metrics[name]["test"]["recall@10"] == 1.0 for name in MODELS)
+
+
+def test_frontier_and_intervals_are_consistent(evaluated):
+    metrics, _, _ = evaluated
+    for split in ("val", "test"):
+        report = metrics["frontier"][split]
+        assert set(report["points"]) == {"identity", "mean", "ridge", "linear", "mlp",
+                                         "blend@0", "blend@0.5", "blend@1"}
+        cube = (metrics["cube"][split]["cosine"], metrics["cube"][split]["mrr"])
+        assert (report["cube"]["cosine"], report["cube"]["mrr"]) == cube
+        assert report["dominated"] == (report["margin"] < 0 or bool(report["dominated_by"]))
+    confidence = metrics["confidence"]
+    assert confidence["split"] == "test" and confidence["resamples"] == 200
+    for m in ("cosine", "mrr", "recall@1"):
+        entry = confidence[m]
+        assert entry["baseline"] == metrics["setup"]["best_baseline"][m]
+        assert entry["value"] == pytest.approx(metrics["cube_vs_best_baseline"]["test"][m], abs=2e-4)
+        assert entry["low"] <= entry["value"] <= entry["high"]
+    assert confidence["frontier_margin"]["value"] == pytest.approx(metrics["frontier"]["test"]["margin"], abs=2e-4)
+
+
+def test_dvc_recall_plot_draws_every_model(repo_root):
+    """DVC cannot import the model list, so dvc.yaml repeats it: this keeps the two equal."""
+    import yaml
+
+    plots = yaml.safe_load((repo_root / "dvc.yaml").read_text())["plots"]
+    columns = [y for plot in plots if isinstance(plot, dict) for spec in plot.values()
+               for y in spec.get("y", {}).get("plots/recall_at_k.csv", [])]
+    assert columns == list(MODELS)
+
+
+def test_the_blend_weight_is_chosen_on_val(evaluated):
+    metrics, _, _ = evaluated
+    points = metrics["frontier"]["val"]["points"]
+    score = {a: points[f"blend@{a:g}"]["cosine"] + points[f"blend@{a:g}"]["mrr"] for a in (0.0, 0.5, 1.0)}
+    assert score[metrics["setup"]["blend_weight"]] == pytest.approx(max(score.values()), abs=2e-4)
+    chosen = metrics["frontier"]["test"]["points"][f"blend@{metrics['setup']['blend_weight']:g}"]
+    assert (metrics["blend"]["test"]["cosine"], metrics["blend"]["test"]["mrr"]) == (chosen["cosine"], chosen["mrr"])
