@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from conftest import plain_path
+from cubecore.evaluation import MODELS
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("extract", "filter", "split", "train", "evaluate")
@@ -70,10 +71,11 @@ def test_make_repro_from_a_plain_shell_then_noop_force_and_review(project):
     # no virtualenv on PATH: the Makefile must put .venv/bin first for DVC's `python -m stages.*`
     run("make", f"VENV={REPO / '.venv'}", "-o", f"{REPO / '.venv/.installed'}", "repro", path=plain_path())
     evaluation = json.loads((root / "metrics/eval.json").read_text())
-    for model in ("cube", "identity", "mean", "ridge", "mlp"):
-        assert {"cosine", "mrr", "recall@1", "bleu", "rouge_l"} <= set(evaluation[model]["val"]), model
+    for model in MODELS:
+        assert {"cosine", "mrr", "recall@1", "bleu", "rouge_l"} <= set(evaluation[model]["test"]), model
     assert evaluation["identity"]["val"]["cosine"] != evaluation["ridge"]["val"]["cosine"]
-    for png in ("training_curves", "val_cosine_hist", "recall_at_k", "headline"):
+    assert isinstance(evaluation["frontier"]["test"]["dominated"], bool)
+    for png in ("training_curves", "val_cosine_hist", "recall_at_k", "headline", "frontier"):
         assert (root / f"plots/{png}.png").stat().st_size > 10_000, png
     first = json.loads((root / "metrics/speed/extract.json").read_text())["extract"]
     assert first["cache_misses"] > 0 and first["stage_seconds"] > 0
