@@ -20,7 +20,7 @@ def _pointwise(field: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
 
 def reference_perceive(rule: CellRule, state: torch.Tensor) -> torch.Tensor:
     """``[B, C, X, Y, Z]`` -> perception ``[B, C, X, Y, Z]``, by a dense 27-tap convolution."""
-    taps = torch.zeros(len(rule.offsets), 27)  # one-hot rows: tap k -> its place in the 3x3x3 kernel
+    taps = rule.perceive_weight.new_zeros(len(rule.offsets), 27)  # one-hot rows: tap k -> its place in the 3x3x3 kernel
     for k, (dx, dy, dz) in enumerate(rule.offsets):
         taps[k, (dx + 1) * 9 + (dy + 1) * 3 + dz + 1] = 1.0
     c = rule.channels
