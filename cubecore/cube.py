@@ -7,8 +7,8 @@ one value per cell and placed back into an embedding of the teacher's dimension.
 
 The state is kept channels-last, ``[B, X, Y, Z, C]``, so every per-cell map is one matmul
 over all ``B·X·Y·Z`` cells, and perception reads only the K neighbour taps it uses: the K
-shifted views of the (zero- or wrap-) padded lattice are stacked to ``[B, X, Y, Z, K, C]``
-and contracted with the perception weight in one matmul.
+shifted views of the (zero- or wrap-) padded lattice are laid side by side, ``[B, X, Y, Z, K·C]``,
+and contracted with the perception weight in one matmul (its gradient likewise).
 """
 from __future__ import annotations
 
@@ -38,29 +38,42 @@ def pad_lattice(state: torch.Tensor, periodic: bool) -> torch.Tensor:
     return state
 
 
-class NeighbourViews(torch.autograd.Function):
-    """Padded ``[B, X+2, Y+2, Z+2, C]`` -> the K shifted views stacked, ``[B, X, Y, Z, K, C]``.
+def neighbour_views(state: torch.Tensor, offsets: list[tuple[int, int, int]], periodic: bool) -> torch.Tensor:
+    """``[B, X, Y, Z, C]`` -> every cell's K neighbour states side by side, ``[B, X, Y, Z, K·C]``."""
+    padded = pad_lattice(state, periodic)  # [B, X+2, Y+2, Z+2, C]
+    sizes = state.shape[1:4]
+    return torch.cat([padded[:, 1 + dx:1 + dx + sizes[0], 1 + dy:1 + dy + sizes[1], 1 + dz:1 + dz + sizes[2]]
+                      for dx, dy, dz in offsets], dim=-1)  # cat on the last dim: ~2.5x faster than stack
 
-    Autograd of plain slicing would build one zero-filled copy of the padded lattice per tap
-    and axis; this backward adds all K gradients into a single one.
+
+class NeighbourContraction(torch.autograd.Function):
+    """``out[x] = bias + sum_k W_k state[x + o_k]`` over the K taps, as one matmul each way.
+
+    ``weight`` is ``[C_out, K·C_in]`` (tap-major). The gradient for the state is the same
+    contraction with the reversed offsets, ``sum_k W_k^T grad[x - o_k]``: one more stack of
+    shifted views and one matmul, instead of autograd's per-tap scatter of a ``[.., K, C]`` grad.
     """
 
     @staticmethod
-    def forward(ctx, padded: torch.Tensor, offsets: list[tuple[int, int, int]]) -> torch.Tensor:
-        ctx.offsets, ctx.padded_shape = offsets, padded.shape
-        return torch.stack([padded[_window(padded.shape, offset)] for offset in offsets], dim=-2)
+    @torch.amp.custom_fwd(device_type="cpu")
+    def forward(ctx, state, weight, bias, offsets, periodic):
+        views = neighbour_views(state, offsets, periodic)  # [B, X, Y, Z, K·C_in]
+        ctx.save_for_backward(views, weight)
+        ctx.offsets, ctx.periodic = offsets, periodic
+        return F.linear(views, weight, bias)  # [B, X, Y, Z, C_out]
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        padded_grad = grad.new_zeros(ctx.padded_shape)
-        for k, offset in enumerate(ctx.offsets):
-            padded_grad[_window(ctx.padded_shape, offset)] += grad[..., k, :]
-        return padded_grad, None
-
-
-def _window(padded_shape: torch.Size, offset: tuple[int, int, int]) -> tuple[slice, ...]:
-    """Index of the lattice-sized window of a padded lattice shifted by ``offset``."""
-    return (slice(None),) + tuple(slice(1 + o, n - 1 + o) for o, n in zip(offset, padded_shape[1:4]))
+    @torch.amp.custom_bwd(device_type="cpu")  # backward under the forward's autocast state
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        views, weight = ctx.saved_tensors
+        c_out, k = grad.shape[-1], len(ctx.offsets)
+        flat_grad = grad.reshape(-1, c_out)  # [N, C_out]
+        grad_weight = flat_grad.T @ views.reshape(flat_grad.shape[0], -1)
+        reversed_views = neighbour_views(grad, [(-dx, -dy, -dz) for dx, dy, dz in ctx.offsets], ctx.periodic)
+        weight_t = weight.view(c_out, k, -1).transpose(0, 1).reshape(k * c_out, -1)  # [K·C_out, C_in]
+        grad_state = reversed_views @ weight_t  # [B, X, Y, Z, C_in]
+        return grad_state, grad_weight, flat_grad.sum(0), None, None
 
 
 class ReshapePlacement(nn.Module):
@@ -121,9 +134,8 @@ class CellRule(nn.Module):
 
     def perceive(self, state: torch.Tensor) -> torch.Tensor:
         """``[B, X, Y, Z, C]`` -> what each cell perceives of its K neighbours, ``[B, X, Y, Z, C]``."""
-        views = NeighbourViews.apply(pad_lattice(state, self.periodic), self.offsets)  # [B, X, Y, Z, K, C]
         weight = self.perceive_weight.transpose(1, 2).flatten(1)  # [C, K·C], tap-major like the views
-        return F.linear(views.flatten(-2), weight, self.perceive_bias)
+        return NeighbourContraction.apply(state, weight, self.perceive_bias, self.offsets, self.periodic)
 
     def cell_bias(self, position: torch.Tensor | None) -> torch.Tensor:
         """The update's input bias plus its position term, ``[X, Y, Z, H]`` (or ``[H]``): once per batch."""
