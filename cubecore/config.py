@@ -114,6 +114,7 @@ class TrainParams:
     resume: bool = True
     checkpoint_dir: str = ".cache/checkpoints"
     threads: int = 0
+    precision: str = "fp32"
 
 
 @dataclass
@@ -146,6 +147,7 @@ CHOICES = {
     "cube.placement": ("reshape", "learned"),
     "train.mode": ("dialogue", "autoencoder"),
     "train.schedule": ("cosine", "plateau"),
+    "train.precision": ("fp32", "bf16"),
     "train.monitor": ("val_loss", "val_cosine", "val_mrr"),
 }
 

@@ -177,7 +177,9 @@ class Trainer:
                 if len(index) < 2:
                     continue
                 x = corrupt(train.inputs[index], noise, generator)
-                loss, terms = combined_loss(self.model(x), train.targets[index], p.loss)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=p.precision == "bf16"):
+                    pred = self.model(x)
+                loss, terms = combined_loss(pred.float(), train.targets[index], p.loss)
                 if not torch.isfinite(loss):
                     raise CubecoreError(f"train: loss is {loss.item()} at epoch {epoch}, step "
                                         f"{self.state.step + 1}; the best checkpoint is kept in "
