@@ -50,13 +50,15 @@ class NeighbourContraction(torch.autograd.Function):
     """``out[x] = bias + sum_k W_k state[x + o_k]`` over the K taps, as one matmul each way.
 
     ``weight`` is ``[C_out, K·C_in]`` (tap-major). The gradient for the state is the same
-    contraction with the reversed offsets, ``sum_k W_k^T grad[x - o_k]``: one more stack of
+    contraction with the reversed offsets, ``sum_k W_k^T grad[x - o_k]``: one more set of
     shifted views and one matmul, instead of autograd's per-tap scatter of a ``[.., K, C]`` grad.
     """
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cpu")
     def forward(ctx, state, weight, bias, offsets, periodic):
+        if torch.is_autocast_enabled("cpu"):  # cast once, before the K-fold copy, not after
+            state = state.to(torch.get_autocast_dtype("cpu"))
         views = neighbour_views(state, offsets, periodic)  # [B, X, Y, Z, K·C_in]
         ctx.save_for_backward(views, weight)
         ctx.offsets, ctx.periodic = offsets, periodic
