@@ -118,6 +118,7 @@ class TrainParams:
     resume: bool = True
     checkpoint_dir: str = ".cache/checkpoints"
     threads: int = 0
+    precision: str = "fp32"
 
 
 @dataclass
@@ -152,6 +153,7 @@ CHOICES = {
     "cube.placement": ("reshape", "learned"),
     "train.mode": ("dialogue", "autoencoder"),
     "train.schedule": ("cosine", "plateau"),
+    "train.precision": ("fp32", "bf16"),
     "train.monitor": ("val_loss", "val_cosine", "val_mrr"),
 }
 

@@ -1,10 +1,14 @@
 """The 3D Cubic Core: a lattice of cells sharing one update rule (a 3-D cellular neural net).
 
 An embedding is placed on the lattice (``placement``), lifted to ``channels`` values per
-cell, then ``steps`` times every cell perceives its neighbours (one masked 3-D convolution)
-and updates its state from [own state, perception, position] with a small per-cell network
-(1x1x1 convolutions). The state is read back to one value per cell and placed back into an
-embedding of the teacher's dimension. Everything is vectorised over batch and cells.
+cell, then ``steps`` times every cell perceives its neighbours and updates its state from
+[own state, perception, position] with a small per-cell network. The state is read back to
+one value per cell and placed back into an embedding of the teacher's dimension.
+
+The state is kept channels-last, ``[B, X, Y, Z, C]``, so every per-cell map is one matmul
+over all ``B·X·Y·Z`` cells, and perception reads only the K neighbour taps it uses: the K
+shifted views of the (zero- or wrap-) padded lattice are laid side by side, ``[B, X, Y, Z, K·C]``,
+and contracted with the perception weight in one matmul (its gradient likewise).
 """
 from __future__ import annotations
 
@@ -19,16 +23,59 @@ from cubecore.config import CubeParams
 from cubecore.errors import CubecoreError
 
 
-def neighbour_taps(neighbourhood: int) -> torch.Tensor:
-    """One-hot ``[K, 27]`` rows selecting the K neighbours of the centre in a 3x3x3 kernel."""
-    taps = []
-    for index, offset in enumerate(itertools.product((-1, 0, 1), repeat=3)):
-        distance = sum(abs(o) for o in offset)
-        if distance == 0:
-            continue  # the cell's own state enters the update separately
-        if neighbourhood == 26 or distance == 1:
-            taps.append(index)
-    return F.one_hot(torch.tensor(taps), 27).float()
+def neighbour_offsets(neighbourhood: int) -> list[tuple[int, int, int]]:
+    """The (dx, dy, dz) of the K neighbours (6 faces, or all 26), in 3x3x3-kernel order."""
+    return [offset for offset in itertools.product((-1, 0, 1), repeat=3)
+            if 0 < sum(map(abs, offset)) <= (1 if neighbourhood == 6 else 3)]
+
+
+def pad_lattice(state: torch.Tensor, periodic: bool) -> torch.Tensor:
+    """``[B, X, Y, Z, C]`` -> ``[B, X+2, Y+2, Z+2, C]``: one cell of walls (zeros) or wrap-around."""
+    if not periodic:
+        return F.pad(state, (0, 0, 1, 1, 1, 1, 1, 1))
+    for axis in (1, 2, 3):
+        state = torch.cat([state.narrow(axis, -1, 1), state, state.narrow(axis, 0, 1)], dim=axis)
+    return state
+
+
+def neighbour_views(state: torch.Tensor, offsets: list[tuple[int, int, int]], periodic: bool) -> torch.Tensor:
+    """``[B, X, Y, Z, C]`` -> every cell's K neighbour states side by side, ``[B, X, Y, Z, K·C]``."""
+    padded = pad_lattice(state, periodic)  # [B, X+2, Y+2, Z+2, C]
+    sizes = state.shape[1:4]
+    return torch.cat([padded[:, 1 + dx:1 + dx + sizes[0], 1 + dy:1 + dy + sizes[1], 1 + dz:1 + dz + sizes[2]]
+                      for dx, dy, dz in offsets], dim=-1)  # cat on the last dim: ~2.5x faster than stack
+
+
+class NeighbourContraction(torch.autograd.Function):
+    """``out[x] = bias + sum_k W_k state[x + o_k]`` over the K taps, as one matmul each way.
+
+    ``weight`` is ``[C_out, K·C_in]`` (tap-major). The gradient for the state is the same
+    contraction with the reversed offsets, ``sum_k W_k^T grad[x - o_k]``: one more set of
+    shifted views and one matmul, instead of autograd's per-tap scatter of a ``[.., K, C]`` grad.
+    """
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu")
+    def forward(ctx, state, weight, bias, offsets, periodic):
+        if torch.is_autocast_enabled("cpu"):  # cast once, before the K-fold copy, not after
+            state = state.to(torch.get_autocast_dtype("cpu"))
+        views = neighbour_views(state, offsets, periodic)  # [B, X, Y, Z, K·C_in]
+        ctx.save_for_backward(views, weight)
+        ctx.offsets, ctx.periodic = offsets, periodic
+        return F.linear(views, weight, bias)  # [B, X, Y, Z, C_out]
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")  # backward under the forward's autocast state
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        views, weight = ctx.saved_tensors
+        c_out, k = grad.shape[-1], len(ctx.offsets)
+        flat_grad = grad.reshape(-1, c_out)  # [N, C_out]
+        grad_weight = flat_grad.T @ views.reshape(flat_grad.shape[0], -1)
+        reversed_views = neighbour_views(grad, [(-dx, -dy, -dz) for dx, dy, dz in ctx.offsets], ctx.periodic)
+        weight_t = weight.view(c_out, k, -1).transpose(0, 1).reshape(k * c_out, -1)  # [K·C_out, C_in]
+        grad_state = reversed_views @ weight_t  # [B, X, Y, Z, C_in]
+        return grad_state, grad_weight, flat_grad.sum(0), None, None
 
 
 class ReshapePlacement(nn.Module):
@@ -47,10 +94,10 @@ class ReshapePlacement(nn.Module):
         self.bias = nn.Parameter(torch.zeros(dim))
 
     def place(self, x: torch.Tensor) -> torch.Tensor:
-        return x.view(x.shape[0], 1, *self.lattice)
+        return x.view(x.shape[0], *self.lattice)  # [B, dim] -> [B, X, Y, Z]
 
     def read(self, field: torch.Tensor) -> torch.Tensor:
-        return field.flatten(1) + self.bias
+        return field.flatten(1) + self.bias  # [B, X, Y, Z] -> [B, dim]
 
 
 class LearnedPlacement(nn.Module):
@@ -64,10 +111,10 @@ class LearnedPlacement(nn.Module):
         self.out_of = nn.Linear(volume, dim)
 
     def place(self, x: torch.Tensor) -> torch.Tensor:
-        return self.into(x).view(x.shape[0], 1, *self.lattice)
+        return self.into(x).view(x.shape[0], *self.lattice)  # [B, dim] -> [B, X, Y, Z]
 
     def read(self, field: torch.Tensor) -> torch.Tensor:
-        return self.out_of(field.flatten(1))
+        return self.out_of(field.flatten(1))  # [B, X, Y, Z] -> [B, dim]
 
 
 class CellRule(nn.Module):
@@ -76,28 +123,35 @@ class CellRule(nn.Module):
     def __init__(self, params: CubeParams):
         super().__init__()
         c, h, p = params.channels, params.hidden, params.position_channels
+        self.channels = c
         self.gated = params.update == "gated"
         self.periodic = params.boundary == "periodic"
-        self.register_buffer("taps", neighbour_taps(params.neighbourhood), persistent=False)
-        k = self.taps.shape[0]
-        self.perceive_weight = nn.Parameter(torch.randn(c, c, k) / math.sqrt(c * k))
+        self.offsets = neighbour_offsets(params.neighbourhood)
+        k = len(self.offsets)
+        self.perceive_weight = nn.Parameter(torch.randn(c, c, k) / math.sqrt(c * k))  # [out, in, tap]
         self.perceive_bias = nn.Parameter(torch.zeros(c))
-        self.update_in = nn.Conv3d(2 * c + p, h, 1)
-        self.update_out = nn.Conv3d(h, 2 * c if self.gated else c, 1)
+        self.update_in = nn.Linear(2 * c + p, h)  # input: [state, perception, position]
+        self.update_out = nn.Linear(h, 2 * c if self.gated else c)
         nn.init.normal_(self.update_out.weight, std=0.1 / math.sqrt(h))  # start close to identity
 
     def perceive(self, state: torch.Tensor) -> torch.Tensor:
-        kernel = (self.perceive_weight @ self.taps).view(*self.perceive_weight.shape[:2], 3, 3, 3)
-        padded = F.pad(state, (1,) * 6, mode="circular" if self.periodic else "constant")
-        return F.conv3d(padded, kernel, self.perceive_bias)
+        """``[B, X, Y, Z, C]`` -> what each cell perceives of its K neighbours, ``[B, X, Y, Z, C]``."""
+        weight = self.perceive_weight.transpose(1, 2).flatten(1)  # [C, K·C], tap-major like the views
+        return NeighbourContraction.apply(state, weight, self.perceive_bias, self.offsets, self.periodic)
 
-    def forward(self, state: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
-        features = [state, self.perceive(state)]
-        if position is not None:
-            features.append(position.expand(state.shape[0], -1, -1, -1, -1))
-        delta = self.update_out(F.gelu(self.update_in(torch.cat(features, dim=1))))
+    def cell_bias(self, position: torch.Tensor | None) -> torch.Tensor:
+        """The update's input bias plus its position term, ``[X, Y, Z, H]`` (or ``[H]``): once per batch."""
+        if position is None:
+            return self.update_in.bias
+        return F.linear(position, self.update_in.weight[:, 2 * self.channels:], self.update_in.bias)
+
+    def forward(self, state: torch.Tensor, cell_bias: torch.Tensor) -> torch.Tensor:
+        """``[B, X, Y, Z, C]`` -> the next state, ``[B, X, Y, Z, C]``."""
+        features = torch.cat([state, self.perceive(state)], dim=-1)  # [B, X, Y, Z, 2C]
+        hidden = F.gelu(F.linear(features, self.update_in.weight[:, :2 * self.channels]) + cell_bias)
+        delta = self.update_out(hidden)  # [B, X, Y, Z, C] (residual) or [B, X, Y, Z, 2C] (gated)
         if self.gated:
-            candidate, gate = delta.chunk(2, dim=1)
+            candidate, gate = delta.chunk(2, dim=-1)
             return state + torch.sigmoid(gate) * (torch.tanh(candidate) - state)
         return state + delta
 
@@ -113,11 +167,12 @@ class CubicCore(nn.Module):
         placement = ReshapePlacement if params.placement == "reshape" else LearnedPlacement
         self.placement = placement(lattice, dim)
         self.scale = math.sqrt(dim)  # unit-norm embeddings -> about unit values per cell
-        self.lift = nn.Conv3d(1, params.channels, 1)
+        self.lift = nn.Linear(1, params.channels)
         p = params.position_channels
-        self.position = nn.Parameter(0.1 * torch.randn(1, p, *lattice)) if p else None
+        # [X, Y, Z, P], drawn channels-first as in earlier versions so seeded models stay the same
+        self.position = nn.Parameter(0.1 * torch.randn(p, *lattice).permute(1, 2, 3, 0).contiguous()) if p else None
         self.rule = CellRule(params)
-        self.read_out = nn.Conv3d(params.channels, 1, 1)
+        self.read_out = nn.Linear(params.channels, 1)
         with torch.no_grad():  # channel 0 carries the embedding in and out: start near identity
             self.lift.weight[0].fill_(1.0)
             self.lift.bias[0] = 0.0
@@ -126,21 +181,27 @@ class CubicCore(nn.Module):
             self.read_out.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        state = self.lift(self.placement.place(x * self.scale))
-        state = state.contiguous(memory_format=torch.channels_last_3d)  # ~2x faster convs on CPU
+        field = self.placement.place(x * self.scale)  # [B, X, Y, Z]
+        state = self.lift(field.unsqueeze(-1))  # [B, X, Y, Z, C]
+        cell_bias = self.rule.cell_bias(self.position)  # [X, Y, Z, H]
         for _ in range(self.params.steps):
-            state = self.rule(state, self.position)
-        return self.placement.read(self.read_out(state) / self.scale)
+            state = self.rule(state, cell_bias)
+        return self.placement.read(self.read_out(state).squeeze(-1) / self.scale)
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
     def flops_per_sample(self) -> int:
-        """Multiply-adds x 2 of one forward pass (training costs about 3x this)."""
+        """FLOPs (2 x multiply-adds) of the matmuls one sample's forward pass runs.
+
+        Perception contracts only the K neighbour taps; the position term of the update is
+        computed once per batch, not per sample, and is left out; element-wise work (padding,
+        GELU, residual) is not counted. Training costs about 3x this.
+        """
         p = self.params
         volume = math.prod(p.lattice)
-        c, h, k = p.channels, p.hidden, self.rule.taps.shape[0]
+        c, h, k = p.channels, p.hidden, len(self.rule.offsets)
         c_out = 2 * c if p.update == "gated" else c
-        step = volume * (c * c * k + (2 * c + p.position_channels) * h + h * c_out)
+        step = volume * (k * c * c + 2 * c * h + h * c_out)
         placement = 2 * self.dim * volume if p.placement == "learned" else 0
         return 2 * (volume * 2 * c + p.steps * step + placement)

@@ -197,7 +197,9 @@ class Trainer:
                 if len(index) < 2:
                     continue
                 x = corrupt(train.inputs[index], noise, generator)
-                loss, terms = self.objective(self.model(x), train.targets[index])
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=p.precision == "bf16"):
+                    pred = self.model(x)
+                loss, terms = self.objective(pred.float(), train.targets[index])
                 if not torch.isfinite(loss):
                     raise self._diverged(loss, terms, epoch, x, train.targets[index])
                 lr = self.lr_at(self.state.step, total_steps)

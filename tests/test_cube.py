@@ -1,4 +1,5 @@
 """The 3D Cubic Core: shapes, placements, neighbourhoods, boundaries, gradients, learning."""
+import copy
 import dataclasses
 import itertools
 
@@ -6,7 +7,8 @@ import pytest
 import torch
 
 from cubecore.config import CubeParams
-from cubecore.cube import CellRule, CubicCore, neighbour_taps
+from bench.reference_cube import reference_forward
+from cubecore.cube import CellRule, CubicCore, neighbour_offsets
 from cubecore.errors import CubecoreError
 
 SMALL = CubeParams(lattice=[4, 4, 4], channels=6, hidden=8, position_channels=2, steps=2)
@@ -28,11 +30,11 @@ def test_reshape_needs_lattice_volume_equal_to_dimension():
         CubicCore(small(), 384)
 
 
-@pytest.mark.parametrize("neighbourhood,count", [(6, 6), (26, 26)])
-def test_neighbour_taps_exclude_the_centre(neighbourhood, count):
-    taps = neighbour_taps(neighbourhood)
-    assert taps.shape == (count, 27)
-    assert taps[:, 13].sum() == 0  # index 13 is the centre of a 3x3x3 kernel
+@pytest.mark.parametrize("neighbourhood,count,reach", [(6, 6, 1), (26, 26, 3)])
+def test_neighbour_offsets_exclude_the_centre(neighbourhood, count, reach):
+    offsets = neighbour_offsets(neighbourhood)
+    assert len(set(offsets)) == count and (0, 0, 0) not in offsets
+    assert max(sum(map(abs, o)) for o in offsets) == reach
 
 
 def _impulse_perception(neighbourhood: int, boundary: str) -> torch.Tensor:
@@ -40,9 +42,9 @@ def _impulse_perception(neighbourhood: int, boundary: str) -> torch.Tensor:
     with torch.no_grad():
         rule.perceive_weight.fill_(1.0)
         rule.perceive_bias.zero_()
-    state = torch.zeros(1, 1, 4, 4, 4)
+    state = torch.zeros(1, 4, 4, 4, 1)  # [B, X, Y, Z, C]
     state[0, 0, 0, 0, 0] = 1.0
-    return rule.perceive(state)[0, 0]
+    return rule.perceive(state)[0, ..., 0]
 
 
 def test_walls_do_not_wrap_and_periodic_does():
@@ -60,6 +62,36 @@ def test_six_neighbours_are_faces_only_and_26_include_diagonals():
     assert faces[1, 1, 0] == 0 and faces[1, 1, 1] == 0
     assert full[1, 1, 0] == 1 and full[1, 1, 1] == 1
     assert faces.sum() == 3 and full.sum() == 7  # a corner impulse: 3 face / 7 total neighbours
+
+
+@pytest.mark.parametrize("neighbourhood,boundary,update,placement",
+                         list(itertools.product((6, 26), ("walls", "periodic"), ("residual", "gated"),
+                                                ("reshape", "learned"))))
+def test_fast_kernel_matches_the_conv_reference(neighbourhood, boundary, update, placement):
+    """Same outputs and same gradients (input and every parameter) as the original formulation.
+
+    In float64, so float32 rounding (about 1e-6 relative) cannot hide or fake a difference."""
+    torch.manual_seed(0)
+    lattice = [4, 4, 4] if placement == "reshape" else [3, 4, 2]
+    params = small(neighbourhood=neighbourhood, boundary=boundary, update=update, placement=placement,
+                   lattice=lattice)
+    model = CubicCore(params, 64).double()
+    with torch.no_grad():  # move the update away from its near-identity start so every path matters
+        for parameter in model.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    x, y = torch.nn.functional.normalize(torch.randn(5, 64, dtype=torch.float64), dim=-1), torch.randn(5, 64)
+    results = []
+    for forward in (model, lambda inputs: reference_forward(model, inputs)):
+        model.zero_grad()
+        inputs = x.clone().requires_grad_()
+        out = forward(inputs)
+        (out * y.double()).sum().backward()
+        results.append((out.detach(), inputs.grad, {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (fast, fast_dx, fast_grads), (ref, ref_dx, ref_grads) = results
+    assert torch.allclose(fast, ref, atol=1e-9, rtol=0)
+    assert torch.allclose(fast_dx, ref_dx, atol=1e-9, rtol=0)
+    for name in ref_grads:
+        assert torch.allclose(fast_grads[name], ref_grads[name], atol=1e-9, rtol=0), name
 
 
 @pytest.mark.parametrize("neighbourhood,boundary,update,placement",
@@ -107,3 +139,57 @@ def test_parameter_count_and_flops_are_reported():
     assert model.parameter_count() == sum(p.numel() for p in model.parameters()) > 0
     assert model.flops_per_sample() > 0
     assert CubicCore(small(steps=4), 64).flops_per_sample() > model.flops_per_sample()
+
+
+def _matmul_flops_run(model: CubicCore, x: torch.Tensor) -> int:
+    """FLOPs of the matmuls one forward of ``x`` runs, as torch's FLOP counter sees them."""
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize("changes", [{}, {"neighbourhood": 26}, {"update": "gated"},
+                                     {"placement": "learned", "lattice": [3, 4, 2]}, {"position_channels": 0}])
+def test_flops_per_sample_counts_what_runs(changes):
+    """Per sample: the matmuls that scale with the batch (only the taps used), nothing else."""
+    model = CubicCore(small(**changes), 64)
+    per_batch = _matmul_flops_run(model, torch.randn(1, 64))  # the position term runs once per batch
+    assert _matmul_flops_run(model, torch.randn(9, 64)) - per_batch == 8 * model.flops_per_sample()
+
+
+def test_default_cube_is_unchanged():
+    """The default cube's size and its seeded function (the committed metrics depend on both)."""
+    torch.manual_seed(42)
+    model = CubicCore(CubeParams(), 384)
+    assert model.parameter_count() == 5233
+    x = torch.nn.functional.normalize(torch.randn(4, 384), dim=-1)
+    assert torch.allclose(model(x), reference_forward(model, x), atol=1e-6)
+
+
+def _loss_curve(model: CubicCore, x: torch.Tensor, y: torch.Tensor, bf16: bool, steps: int) -> torch.Tensor:
+    from cubecore.config import LossParams
+    from cubecore.losses import combined_loss
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(steps):  # the trainer's step: forward under autocast, loss and AdamW in fp32
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            pred = model(x)
+        loss, _ = combined_loss(pred.float(), y, LossParams())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return torch.tensor(losses)
+
+
+def test_bf16_training_follows_the_fp32_loss_curve():
+    """The gate for train.precision: bf16: every step's loss within 1 % of fp32's over 60 steps."""
+    torch.manual_seed(0)
+    model = CubicCore(small(channels=16, hidden=32, position_channels=4, steps=4), 64)
+    x = torch.nn.functional.normalize(torch.randn(64, 64), dim=-1)
+    y = torch.nn.functional.normalize(x @ torch.randn(64, 64) + x, dim=-1)  # a learnable map
+    fp32 = _loss_curve(copy.deepcopy(model), x, y, bf16=False, steps=60)
+    bf16 = _loss_curve(copy.deepcopy(model), x, y, bf16=True, steps=60)
+    assert fp32[-1] < 0.8 * fp32[0]  # it learns, so the curves are compared along a real descent
+    assert ((bf16 - fp32).abs() / fp32).max() < 0.01
