@@ -49,7 +49,7 @@ def test_packaged_teacher_and_corpus_by_name_and_version(repo_root, minilm_dir):
 
 def test_check_stage_writes_the_fingerprint_without_torch(repo_root, tmp_path):
     out = tmp_path / "inputs.json"
-    code = ("import runpy, sys; sys.argv = ['check', '--out', sys.argv[1]]; "
+    code = ("import runpy, sys; sys.argv = ['check', '--out', sys.argv[1], '--allow-outside']; "
             "runpy.run_module('stages.check', run_name='__main__'); print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code, str(out)], cwd=repo_root, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -61,7 +61,7 @@ def test_check_stage_rejects_a_bad_value_in_one_line(repo_root, tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("split:\n  val_fraction: 1.5\n", encoding="utf-8")
     done = subprocess.run([sys.executable, "-m", "stages.check", "--params", str(params), "--out",
-                           str(tmp_path / "inputs.json")], cwd=repo_root, capture_output=True, text=True)
+                           str(tmp_path / "inputs.json"), "--allow-outside"], cwd=repo_root, capture_output=True, text=True)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [f"error: {params}: split.val_fraction must be in (0, 1), got 1.5"]
     assert not (tmp_path / "inputs.json").exists()

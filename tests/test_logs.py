@@ -14,7 +14,7 @@ TRAIN = textwrap.dedent("""
     import sys
     import numpy as np
     import torch
-    from cubecore.baselines import fit_mlp
+    from cubecore.baselines import ResidualMLP, fit_trained
     from cubecore.config import CubeParams, LossParams, TrainParams
     from cubecore.cube import CubicCore
     from cubecore.stage import main_guard
@@ -33,7 +33,8 @@ TRAIN = textwrap.dedent("""
         cube = CubicCore(CubeParams(lattice=[4, 4, 4], channels=4, hidden=8, position_channels=2, steps=1), 64)
         Trainer(cube, params, 0, "cube-run", name="cube").fit(rows(64, 1), rows(32, 2), "dialogue")
         params.batch_size = 2  # 1024 steps per epoch: a bar would redraw hundreds of times
-        fit_mlp(rows(2048, 1), rows(32, 2), "dialogue", params, 0, 500, "mlp-run", progress=True)
+        mlp = ResidualMLP(64, ResidualMLP.hidden_for(64, 500))
+        fit_trained(mlp, rows(2048, 1), rows(32, 2), "dialogue", params, 0, "mlp-run", "mlp")
 
     main()
 """)

@@ -113,10 +113,10 @@ def test_the_small_split_is_named(tmp_path):
     # 10 pairs, val_fraction 0.1: val gets 1 pair, train 9
     data = write_filtered(tmp_path / "filter", list(range(10)), [f"c{i}" for i in range(10)])
     with pytest.raises(CubecoreError, match=r"give the val split 1; .*split.val_fraction \(higher\)"):
-        split_pairs(data, tmp_path / "split", SplitParams(val_fraction=0.1), seed=0)
+        split_pairs(data, tmp_path / "split", SplitParams(val_fraction=0.1, test_fraction=0.0), seed=0)
     with pytest.raises(CubecoreError, match=r"give the test split 1; .*split.test_fraction \(higher\)"):
         split_pairs(data, tmp_path / "split", SplitParams(val_fraction=0.3, test_fraction=0.1), seed=0)
-    assert split_pairs(data, tmp_path / "split", SplitParams(val_fraction=0.2), seed=0)["split"]["val"] == 2
+    assert split_pairs(data, tmp_path / "split", SplitParams(val_fraction=0.2, test_fraction=0.0), seed=0)["split"]["val"] == 2
 
 
 def test_single_group_leaves_train_empty_and_raises(tmp_path):
@@ -135,7 +135,7 @@ def test_overlap_with_train_counts_texts_crossing_sides(tmp_path):
     artifacts.write_pairs(directory / "pairs.tsv", Pairs(
         question_id=np.arange(n, dtype=np.int64), answer_id=np.arange(1, n + 1, dtype=np.int64),
         conversation=["c"] * n, turn=np.arange(n, dtype=np.int64)))
-    metrics = split_pairs(directory, tmp_path / "split", SplitParams(val_fraction=0.25), seed=1)["split"]
+    metrics = split_pairs(directory, tmp_path / "split", SplitParams(val_fraction=0.25, test_fraction=0.0), seed=1)["split"]
     parts = read_split(tmp_path / "split")
     train_texts = set(parts["train"].question_id.tolist()) | set(parts["train"].answer_id.tolist())
     val = parts["val"]
