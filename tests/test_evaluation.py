@@ -1,5 +1,6 @@
 """Frontier, dominance and margin on hand-made points; the paired bootstrap; and one
 ``evaluate`` run on tiny synthetic data (every model, the frontier, intervals, flags)."""
+import dataclasses
 import logging
 
 import numpy as np
@@ -77,9 +78,9 @@ def test_bootstrap_interval_covers_the_true_difference():
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory):
+def synthetic(tmp_path_factory):
     """A synthetic corpus (64-d vectors, answer = nonlinear map of question), a trained cube,
-    then ``evaluate``: 60 train / 12 val / 6 test questions, each with its own answer."""
+    60 train / 12 val / 6 test questions, each with its own answer: (params, data, split, model)."""
     root = tmp_path_factory.mktemp("eval")
     g = torch.Generator().manual_seed(0)
     n, dim = 78, 64
@@ -106,12 +107,18 @@ def evaluated(tmp_path_factory):
         evaluate=EvaluateParams(recall_at=[1, 5, 10], ridge_alphas=[1.0], blend_weights=[0.0, 0.5, 1.0],
                                 bootstrap=200))
     train(params, data, split, root / "model", progress=False)
+    return params, data, split, root / "model"
+
+
+@pytest.fixture(scope="module")
+def evaluated(synthetic):
+    """``evaluate`` on the synthetic corpus, with the warnings it logged."""
     warnings = []
     handler = logging.Handler(logging.WARNING)
     handler.emit = lambda record: warnings.append(record.getMessage())
     logging.getLogger("cubecore.evaluation").addHandler(handler)
     try:
-        metrics, curves = evaluate(params, data, split, root / "model")
+        metrics, curves = evaluate(*synthetic)
     finally:
         logging.getLogger("cubecore.evaluation").removeHandler(handler)
     return metrics, curves, warnings
@@ -172,3 +179,19 @@ def test_the_blend_weight_is_chosen_on_val(evaluated):
     assert score[metrics["setup"]["blend_weight"]] == pytest.approx(max(score.values()), abs=2e-4)
     chosen = metrics["frontier"]["test"]["points"][f"blend@{metrics['setup']['blend_weight']:g}"]
     assert (metrics["blend"]["test"]["cosine"], metrics["blend"]["test"]["mrr"]) == (chosen["cosine"], chosen["mrr"])
+
+
+def test_changing_only_recall_at_retrains_no_baseline(synthetic, evaluated, caplog):
+    """The trained baselines come from the cache when only evaluation settings changed: no
+    epoch is logged, each says it was loaded, and their figures are the first run's."""
+    params, *paths = synthetic
+    changed = dataclasses.replace(params, evaluate=dataclasses.replace(params.evaluate, recall_at=[1, 2]))
+    with caplog.at_level(logging.INFO):
+        metrics, _ = evaluate(changed, *paths)
+    lines = [r.getMessage() for r in caplog.records]
+    assert not [line for line in lines if " epoch " in line]
+    for name in ("mlp", "linear"):
+        assert sum(line.startswith(f"evaluate: {name} loaded from the baseline cache") for line in lines) == 1
+        assert metrics[name]["test"]["mrr"] == evaluated[0][name]["test"]["mrr"]
+        assert "recall@2" in metrics[name]["test"]
+    assert metrics["setup"]["linear_best_epoch"] == evaluated[0]["setup"]["linear_best_epoch"]
