@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from cubecore.artifacts import atomic_path
+from cubecore.artifacts import atomic_path, umask
 from cubecore.checkpoints import UNLOADABLE
 from cubecore.config import TrainParams, as_dict
 from cubecore.paths import usable_dir
@@ -71,5 +72,6 @@ def cached_fit(model: nn.Module, name: str, params: TrainParams, seed: int, trai
     weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(weights, str(tmp), metadata={"summary": json.dumps(summary)})
+        os.chmod(tmp, 0o666 & ~umask())  # safetensors writes 0600: give it the usual mode
     log.info("evaluate: %s trained and cached in %s", name, path)
     return summary

@@ -80,6 +80,8 @@ def test_trained_baselines_are_cached_by_what_defines_them(tmp_path, caplog):
     import dataclasses
     import logging
 
+    from cubecore.artifacts import umask
+
     train, val = linear_data(128, 4, noise=0.1), linear_data(32, 5, noise=0.1)
     params = TrainParams(epochs=2, batch_size=32, lr=0.01, patience=10, checkpoint_dir=str(tmp_path))
 
@@ -101,6 +103,7 @@ def test_trained_baselines_are_cached_by_what_defines_them(tmp_path, caplog):
     assert epochs == 4
     files = sorted((tmp_path / "baselines").glob("linear-*.safetensors"))
     assert len(files) == 2
+    assert {f.stat().st_mode & 0o777 for f in files} == {0o666 & ~umask()}  # like any file this user writes
     for path in files:
         path.write_bytes(path.read_bytes()[:50])
     _, epochs, warnings = fit(params)
