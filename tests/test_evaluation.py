@@ -1,13 +1,17 @@
 """Frontier, dominance and margin on hand-made points; the paired bootstrap; and one
 ``evaluate`` run on tiny synthetic data (every model, the frontier, intervals, flags)."""
 import dataclasses
+import json
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from cubecore import artifacts
 from cubecore.bootstrap import interval, resample_means
@@ -166,8 +170,6 @@ def test_frontier_and_intervals_are_consistent(evaluated):
 
 def test_dvc_recall_plot_draws_every_model(repo_root):
     """DVC cannot import the model list, so dvc.yaml repeats it: this keeps the two equal."""
-    import yaml
-
     plots = yaml.safe_load((repo_root / "dvc.yaml").read_text())["plots"]
     columns = [y for plot in plots if isinstance(plot, dict) for spec in plot.values()
                for y in spec.get("y", {}).get("plots/recall_at_k.csv", [])]
@@ -202,24 +204,18 @@ def test_changing_only_recall_at_retrains_no_baseline(synthetic, evaluated, capl
 def test_a_missed_requirement_fails_the_stage_after_writing_its_results(synthetic, tmp_path):
     """`evaluate.require` on a real run: metrics and plots are written, then exit 1 with one
     line naming the failed entry, the split and the gap (the held entry is not named)."""
-    import json
-    import subprocess
-    import sys
-
-    import yaml
-
     params, data, split, model = synthetic
     raw = dataclasses.asdict(params)
     raw["evaluate"]["require"] = ["beats: mean on mrr", "beats: ridge on mrr"]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     done = subprocess.run([sys.executable, "-m", "stages.evaluate", "--data", str(data), "--split", str(split),
                            "--model", str(model), "--live", "live", "--plots", "plots", "--metrics", "eval.json",
-                           "--allow-outside"], cwd=tmp_path, capture_output=True, text=True,
+                           "--allow-outside"], cwd=tmp_path, capture_output=True, text=True, check=False,
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert done.returncode == 1, done.stderr[-2000:]
     metrics = json.loads((tmp_path / "eval.json").read_text())
     assert (tmp_path / "plots" / "frontier.png").exists() and (tmp_path / "plots" / "recall_at_k.csv").exists()
     cube, ridge = metrics["cube"]["test"]["mrr"], metrics["ridge"]["test"]["mrr"]
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert errors == [f'error: evaluate.require failed on test: "beats: ridge on mrr": the cube\'s mrr {cube:.4f} '
-                      f"is not above ridge's {ridge:.4f} (short by {ridge - cube:.4f})"]
+    assert errors == [(f'error: evaluate.require failed on test: "beats: ridge on mrr": the cube\'s mrr {cube:.4f} '
+                       f"is not above ridge's {ridge:.4f} (short by {ridge - cube:.4f})")]

@@ -53,8 +53,8 @@ def test_requirements_that_hold(text):
     ("beats: ridge", results(), "the cube's mrr 0.7000 is not above ridge's 0.7500 (short by 0.0500)"),
     ("beats: ridge on mrr", results(), "the cube's mrr 0.7000 is not above ridge's 0.7500 (short by 0.0500)"),
     ("beats: best", results(), "the cube's mrr 0.7000 is not above ridge's 0.7500 (short by 0.0500)"),
-    ("beats: mlp", results(cube=(0.58, 0.65)), "the cube's cosine 0.5800 is not above mlp's 0.5800 "
-                                               "(short by 0.0000); the cube's mrr 0.6500 is not above mlp's"),
+    ("beats: mlp", results(cube=(0.58, 0.65)), ("the cube's cosine 0.5800 is not above mlp's 0.5800 "
+                                                "(short by 0.0000); the cube's mrr 0.6500 is not above mlp's")),
     ("not_dominated", results(cube=(0.54, 0.70)),
      "the cube (cosine 0.5400, MRR 0.7000) is dominated by ridge, blend (margin -0.0100)"),
     ("beats: frontier", results(cube=(0.54, 0.70)), "the cube's frontier margin is -0.0100 (needs > 0)"),
