@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cubecore.config import TrainParams
+from cubecore.modelcache import cached_fit
 from cubecore.tasks import TaskData
 from cubecore.trainer import Trainer, seed_everything
 
@@ -123,8 +124,10 @@ class ResidualMLP(nn.Module):
 
 def fit_trained(model: nn.Module, train: TaskData, val: TaskData, mode: str, params: TrainParams,
                 seed: int, key: str, name: str) -> dict:
-    """Train ``model`` like the cube (same loss, epochs, early stopping on ``val``)."""
-    return Trainer(model, params, seed, key, name=name).fit(train, val, mode, progress=False)
+    """Train ``model`` like the cube (same loss, epochs, early stopping on ``val``), or load
+    it from the baseline cache when this exact training already ran (``cubecore.modelcache``)."""
+    return cached_fit(model, name, params, seed, train, val,
+                      lambda: Trainer(model, params, seed, key, name=name).fit(train, val, mode, progress=False))
 
 
 def fit_baselines(train: TaskData, val: TaskData, mode: str, params: TrainParams, alphas: list[float],

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from cubecore import gates
 from cubecore.errors import CubecoreError, yaml_error
 
 
@@ -127,6 +128,7 @@ class EvaluateParams:
     ridge_alphas: list[float] = field(default_factory=lambda: [0.1, 1.0, 10.0, 100.0])
     blend_weights: list[float] = field(default_factory=lambda: [i / 10 for i in range(11)])
     bootstrap: int = 1000
+    require: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -297,6 +299,11 @@ def _validate(p: Params) -> None:
     for ok, message in relations:
         if not ok:
             raise CubecoreError(message)
+    for i, text in enumerate(p.evaluate.require):
+        try:
+            gates.parse(text, p.evaluate.recall_at)
+        except CubecoreError as exc:
+            raise CubecoreError(f"evaluate.require[{i}]: {exc}") from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -308,6 +315,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise yaml_error(path, exc) from None
+    evaluate = raw.get("evaluate") if isinstance(raw, dict) else None
+    if isinstance(evaluate, dict) and isinstance(evaluate.get("require"), list):
+        evaluate["require"] = [gates.as_text(entry) for entry in evaluate["require"]]
     try:
         params = _build(Params, raw, "")
         _validate(params)

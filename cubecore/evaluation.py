@@ -31,17 +31,13 @@ from cubecore.baselines import blend_family, fit_baselines
 from cubecore.bootstrap import LEVEL, interval, resample_means
 from cubecore.config import Params, as_dict
 from cubecore.frontier import frontier_report, margin
+from cubecore.lineup import BASELINES, HEADLINE, INTERVALS, MODELS
 from cubecore.metrics import cosine, retrieval_summary, target_ranks, text_scores
 from cubecore.tasks import TaskData
 from cubecore.trainer import predict, run_key
 from cubecore.training import load_model, load_split
 
 log = logging.getLogger(__name__)
-
-HEADLINE = ("cosine", "mrr", "recall@1", "bleu", "rouge_l")
-INTERVALS = ("cosine", "mrr", "recall@1")  # per-row metrics, so they have bootstrap intervals
-BASELINES = ("identity", "mean", "ridge", "linear", "mlp", "blend")
-MODELS = ("cube", *BASELINES)
 
 
 class AnswerBank:

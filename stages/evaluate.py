@@ -1,7 +1,8 @@
-"""DVC stage `evaluate`: the cube beside baselines on the same rows; metrics and plots."""
+"""DVC stage `evaluate`: the cube beside baselines on the same rows; metrics and plots, then
+the opt-in gates of `evaluate.require` (a miss exits 1 after everything is written)."""
 from pathlib import Path
 
-from cubecore import plots
+from cubecore import gates, plots
 from cubecore.artifacts import write_json
 from cubecore.evaluation import HEADLINE, MODELS, evaluate
 from cubecore.stage import main_guard, stage_args
@@ -21,6 +22,7 @@ def main() -> None:
     plots.headline_bars(metrics, MODELS, HEADLINE, out / "headline.png", f"Validation metrics per model ({mode})")
     plots.frontier(curves["frontier"], out / "frontier.png",
                    f"Cube against the baselines' frontier ({curves['frontier']['split']}, {mode})")
+    gates.enforce(params.evaluate.require, params.evaluate.recall_at, metrics)
 
 
 if __name__ == "__main__":

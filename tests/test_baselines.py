@@ -72,3 +72,41 @@ def test_trained_baselines_learn_beyond_the_identity(tmp_path):
     with torch.no_grad():
         assert val_cosine(models["linear"]) > val_cosine(models["identity"]) + 0.1
         assert val_cosine(models["ridge"]) > 0.9
+
+
+def test_trained_baselines_are_cached_by_what_defines_them(tmp_path, caplog):
+    """Same data and params: loaded, same weights. Another lr: trained again. A garbled cache
+    file: one warning, trained again, replaced."""
+    import dataclasses
+    import logging
+
+    from cubecore.artifacts import umask
+
+    train, val = linear_data(128, 4, noise=0.1), linear_data(32, 5, noise=0.1)
+    params = TrainParams(epochs=2, batch_size=32, lr=0.01, patience=10, checkpoint_dir=str(tmp_path))
+
+    def fit(p):
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            models, _ = fit_baselines(train, val, "dialogue", p, [1.0], seed=0, cube_parameters=200, key="t")
+        epochs = sum(" epoch " in r.getMessage() for r in caplog.records)
+        return models, epochs, [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+    first, epochs, _ = fit(params)
+    assert epochs == 4  # mlp and linear, 2 epochs each
+    again, epochs, _ = fit(params)
+    assert epochs == 0
+    for name in ("mlp", "linear"):
+        for (k, a), b in zip(first[name].state_dict().items(), again[name].state_dict().values()):
+            assert torch.equal(a, b), f"{name}.{k}"
+    _, epochs, _ = fit(dataclasses.replace(params, lr=0.02))
+    assert epochs == 4
+    files = sorted((tmp_path / "baselines").glob("linear-*.safetensors"))
+    assert len(files) == 2
+    assert {f.stat().st_mode & 0o777 for f in files} == {0o666 & ~umask()}  # like any file this user writes
+    for path in files:
+        path.write_bytes(path.read_bytes()[:50])
+    _, epochs, warnings = fit(params)
+    assert epochs == 2 and len(warnings) == 1 and "unusable cached baseline" in warnings[0]
+    _, epochs, _ = fit(params)
+    assert epochs == 0

@@ -1,10 +1,17 @@
 """Frontier, dominance and margin on hand-made points; the paired bootstrap; and one
 ``evaluate`` run on tiny synthetic data (every model, the frontier, intervals, flags)."""
+import dataclasses
+import json
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from cubecore import artifacts
 from cubecore.bootstrap import interval, resample_means
@@ -77,9 +84,9 @@ def test_bootstrap_interval_covers_the_true_difference():
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory):
+def synthetic(tmp_path_factory):
     """A synthetic corpus (64-d vectors, answer = nonlinear map of question), a trained cube,
-    then ``evaluate``: 60 train / 12 val / 6 test questions, each with its own answer."""
+    60 train / 12 val / 6 test questions, each with its own answer: (params, data, split, model)."""
     root = tmp_path_factory.mktemp("eval")
     g = torch.Generator().manual_seed(0)
     n, dim = 78, 64
@@ -106,12 +113,18 @@ def evaluated(tmp_path_factory):
         evaluate=EvaluateParams(recall_at=[1, 5, 10], ridge_alphas=[1.0], blend_weights=[0.0, 0.5, 1.0],
                                 bootstrap=200))
     train(params, data, split, root / "model", progress=False)
+    return params, data, split, root / "model"
+
+
+@pytest.fixture(scope="module")
+def evaluated(synthetic):
+    """``evaluate`` on the synthetic corpus, with the warnings it logged."""
     warnings = []
     handler = logging.Handler(logging.WARNING)
     handler.emit = lambda record: warnings.append(record.getMessage())
     logging.getLogger("cubecore.evaluation").addHandler(handler)
     try:
-        metrics, curves = evaluate(params, data, split, root / "model")
+        metrics, curves = evaluate(*synthetic)
     finally:
         logging.getLogger("cubecore.evaluation").removeHandler(handler)
     return metrics, curves, warnings
@@ -157,8 +170,6 @@ def test_frontier_and_intervals_are_consistent(evaluated):
 
 def test_dvc_recall_plot_draws_every_model(repo_root):
     """DVC cannot import the model list, so dvc.yaml repeats it: this keeps the two equal."""
-    import yaml
-
     plots = yaml.safe_load((repo_root / "dvc.yaml").read_text())["plots"]
     columns = [y for plot in plots if isinstance(plot, dict) for spec in plot.values()
                for y in spec.get("y", {}).get("plots/recall_at_k.csv", [])]
@@ -172,3 +183,39 @@ def test_the_blend_weight_is_chosen_on_val(evaluated):
     assert score[metrics["setup"]["blend_weight"]] == pytest.approx(max(score.values()), abs=2e-4)
     chosen = metrics["frontier"]["test"]["points"][f"blend@{metrics['setup']['blend_weight']:g}"]
     assert (metrics["blend"]["test"]["cosine"], metrics["blend"]["test"]["mrr"]) == (chosen["cosine"], chosen["mrr"])
+
+
+def test_changing_only_recall_at_retrains_no_baseline(synthetic, evaluated, caplog):
+    """The trained baselines come from the cache when only evaluation settings changed: no
+    epoch is logged, each says it was loaded, and their figures are the first run's."""
+    params, *paths = synthetic
+    changed = dataclasses.replace(params, evaluate=dataclasses.replace(params.evaluate, recall_at=[1, 2]))
+    with caplog.at_level(logging.INFO):
+        metrics, _ = evaluate(changed, *paths)
+    lines = [r.getMessage() for r in caplog.records]
+    assert not [line for line in lines if " epoch " in line]
+    for name in ("mlp", "linear"):
+        assert sum(line.startswith(f"evaluate: {name} loaded from the baseline cache") for line in lines) == 1
+        assert metrics[name]["test"]["mrr"] == evaluated[0][name]["test"]["mrr"]
+        assert "recall@2" in metrics[name]["test"]
+    assert metrics["setup"]["linear_best_epoch"] == evaluated[0]["setup"]["linear_best_epoch"]
+
+
+def test_a_missed_requirement_fails_the_stage_after_writing_its_results(synthetic, tmp_path):
+    """`evaluate.require` on a real run: metrics and plots are written, then exit 1 with one
+    line naming the failed entry, the split and the gap (the held entry is not named)."""
+    params, data, split, model = synthetic
+    raw = dataclasses.asdict(params)
+    raw["evaluate"]["require"] = ["beats: mean on mrr", "beats: ridge on mrr"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    done = subprocess.run([sys.executable, "-m", "stages.evaluate", "--data", str(data), "--split", str(split),
+                           "--model", str(model), "--live", "live", "--plots", "plots", "--metrics", "eval.json",
+                           "--allow-outside"], cwd=tmp_path, capture_output=True, text=True, check=False,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert done.returncode == 1, done.stderr[-2000:]
+    metrics = json.loads((tmp_path / "eval.json").read_text())
+    assert (tmp_path / "plots" / "frontier.png").exists() and (tmp_path / "plots" / "recall_at_k.csv").exists()
+    cube, ridge = metrics["cube"]["test"]["mrr"], metrics["ridge"]["test"]["mrr"]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [(f'error: evaluate.require failed on test: "beats: ridge on mrr": the cube\'s mrr {cube:.4f} '
+                       f"is not above ridge's {ridge:.4f} (short by {ridge - cube:.4f})")]
