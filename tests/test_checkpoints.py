@@ -28,13 +28,14 @@ RUN = textwrap.dedent("""
 
     logging.basicConfig(level=logging.INFO)
 
-    class Slow(CubicCore):
-        def forward(self, x):
-            time.sleep(float(sys.argv[2]))
+    class Held(CubicCore):
+        def forward(self, x):  # waits while the hold file exists
+            while Path(sys.argv[2]).exists():
+                time.sleep(0.05)
             return super().forward(x)
 
     torch.manual_seed(0)
-    trainer = Trainer(Slow(CUBE, 64), params(Path(sys.argv[1]), epochs=3), seed=0, key="run")
+    trainer = Trainer(Held(CUBE, 64), params(Path(sys.argv[1]), epochs=3), seed=0, key="run")
     summary = trainer.fit(synthetic(256, 1), synthetic(64, 2), "dialogue", progress=False)
     print("resumed", summary["resumed"])
     print("history", trainer.state.history)
@@ -47,14 +48,24 @@ def test_an_identical_run_waits_for_the_first_then_both_finish(tmp_path):
     script.write_text(RUN.format(tests=str(Path(__file__).parent)))
     shared = tmp_path / "checkpoints"
     directory = Trainer(CubicCore(CUBE, 64), params(shared), seed=0, key="run").directory
-    first = subprocess.Popen([sys.executable, str(script), str(shared), "0.1"], cwd=REPO,
+    hold = tmp_path / "hold"
+    first = subprocess.Popen([sys.executable, str(script), str(shared), str(hold)], cwd=REPO,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not (directory / "last_state.pt").exists() and time.time() < deadline and first.poll() is None:
         time.sleep(0.1)
     assert (directory / "last_state.pt").exists(), "the first run wrote no checkpoint"
-    second = subprocess.run([sys.executable, str(script), str(shared), "0"], cwd=REPO,
-                            capture_output=True, text=True, timeout=600)
+    hold.touch()  # the first run now waits inside its second epoch, holding the run directory
+    second = subprocess.Popen([sys.executable, str(script), str(shared), str(tmp_path / "no-hold")], cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    while not any("in use by an identical run" in line for line in seen):
+        line = second.stderr.readline()
+        assert line, "the second run ended without waiting for the first"
+        seen.append(line)
+    hold.unlink()  # let the first run finish; the second then gets the directory
+    second_out, second_err = second.communicate(timeout=600)
+    second = subprocess.CompletedProcess(second.args, second.returncode, second_out, "".join(seen) + second_err)
     out, err = first.communicate(timeout=600)
     assert first.returncode == 0, err[-2000:]
     assert second.returncode == 0, second.stderr[-2000:]

@@ -264,7 +264,8 @@ def run_extract(project, cache_dir, shard_texts=8, wait=True):
               "teacher": {"precision": "fp32", "batch_size": 8, "device": "cpu"}}
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "PYTHONPATH": str(repo), "CUBECORE_SHARD_TEXTS": str(shard_texts)}
-    command = [sys.executable, "-m", "stages.extract"]
+    command = [sys.executable, "-m", "stages.extract", "--out", "data/extract", "--metrics", "metrics/extract.json",
+               "--speed", "metrics/speed/extract.json"]
     if not wait:
         return subprocess.Popen(command, cwd=project, env=env, stderr=subprocess.DEVNULL)
     done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
