@@ -22,6 +22,7 @@ def answer(args: argparse.Namespace) -> None:
     from cubecore import artifacts
     from cubecore.config import TeacherParams
     from cubecore.evaluation import AnswerBank
+    from cubecore.modes import get_mode
     from cubecore.teacher import Teacher
     from cubecore.training import load_model
 
@@ -33,8 +34,7 @@ def answer(args: argparse.Namespace) -> None:
         raise CubecoreError(f"{identity['path']}: the teacher's weights changed since training; re-run `dvc repro`")
     data = artifacts.Dataset.load(args.data)
     train = artifacts.read_pairs(Path(args.split) / "train.tsv")
-    bank_ids = train.answer_id if info["mode"] == "dialogue" else train.question_id
-    bank = AnswerBank(bank_ids, data.embeddings, data.texts)
+    bank = AnswerBank(get_mode(info["mode"]).pairing.ids(train, [])[1], data.embeddings, data.texts)
     with torch.no_grad():
         pred = model(torch.from_numpy(teacher.embed([args.text], progress=False)))
     scores, index = bank.nearest(pred, args.top_k)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cubecore.config import TrainParams
+from cubecore.modes import get_mode
 from cubecore.tasks import TaskData
 from cubecore.trainer import Trainer, seed_everything
 
@@ -87,21 +88,22 @@ class ResidualMLP(nn.Module):
         return max(1, round((parameters - dim) / (2 * dim + 1)))
 
 
-def fit_mlp(train: TaskData, val: TaskData, mode: str, params: TrainParams, seed: int,
+def fit_mlp(train: TaskData, val: TaskData, params: TrainParams, seed: int,
             parameters: int, key: str, progress: bool = False) -> ResidualMLP:
-    """The equal-size MLP, trained like the cube (same loss, epochs, early stopping)."""
+    """The equal-size MLP, trained like the cube (same loss, epochs, early stopping) in the
+    ``train.mode``'s baseline mode."""
     dim = train.inputs.shape[1]
     seed_everything(seed)
     model = ResidualMLP(dim, ResidualMLP.hidden_for(dim, parameters))
-    Trainer(model, params, seed, key).fit(train, val, mode, progress=progress)
+    Trainer(model, params, seed, key, get_mode(params.mode).baseline).fit(train, val, progress=progress)
     return model
 
 
-def fit_baselines(train: TaskData, val: TaskData, mode: str, params: TrainParams, alphas: list[float],
+def fit_baselines(train: TaskData, val: TaskData, params: TrainParams, alphas: list[float],
                   seed: int, cube_parameters: int, key: str) -> tuple[dict[str, nn.Module], dict]:
     """Every baseline fitted on ``train`` (the MLP early-stops on ``val``, as the cube does)."""
     ridge, alpha = fit_ridge(train, alphas, seed)
-    mlp = fit_mlp(train, val, mode, params, seed, cube_parameters, key)
+    mlp = fit_mlp(train, val, params, seed, cube_parameters, key)
     models = {"identity": Identity(), "mean": MeanTarget(train.targets), "ridge": ridge, "mlp": mlp}
     info = {"ridge_alpha": alpha, "mlp_parameters": sum(p.numel() for p in mlp.parameters()),
             "mlp_hidden": mlp.up.out_features}

@@ -90,11 +90,33 @@ class LossParams:
     mse: float = 0.0
     infonce: float = 0.1
     temperature: float = 0.05
+    distill: float = 0.0                # similarity distillation (cubecore.distillation); 0 = off
+    distill_temperature: float = 3.0
 
 
 @dataclass
 class AutoencoderParams:
     noise: float = 0.5
+
+
+@dataclass
+class DualParams:
+    balancing: str = "fixed"            # fixed | alternate | adaptive (cubecore.modes.dual)
+    dialogue_weight: float = 1.0
+    autoencoder_weight: float = 1.0
+    switch_every: int = 50              # alternate: steps per objective
+
+
+@dataclass
+class BidirectionalParams:
+    cycle: float = 0.5                  # weight of the cycle terms Q->A->Q ~ Q and A->Q->A ~ A
+
+
+@dataclass
+class CurriculumParams:
+    schedule: str = "none"              # none | linear (cubecore.curriculum)
+    start_fraction: float = 0.3         # share of the easiest rows in the first epoch
+    ramp_fraction: float = 0.5          # share of train.epochs over which the rest are phased in
 
 
 @dataclass
@@ -112,6 +134,9 @@ class TrainParams:
     target_cosine: float = 0.8
     loss: LossParams = field(default_factory=LossParams)
     autoencoder: AutoencoderParams = field(default_factory=AutoencoderParams)
+    dual: DualParams = field(default_factory=DualParams)
+    bidirectional: BidirectionalParams = field(default_factory=BidirectionalParams)
+    curriculum: CurriculumParams = field(default_factory=CurriculumParams)
     resume: bool = True
     checkpoint_dir: str = ".cache/checkpoints"
     threads: int = 0
@@ -145,7 +170,9 @@ CHOICES = {
     "cube.boundary": ("walls", "periodic"),
     "cube.update": ("residual", "gated"),
     "cube.placement": ("reshape", "learned"),
-    "train.mode": ("dialogue", "autoencoder"),
+    "train.mode": ("dialogue", "autoencoder", "dual", "bidirectional"),  # = cubecore.modes.MODES (tested)
+    "train.dual.balancing": ("fixed", "alternate", "adaptive"),
+    "train.curriculum.schedule": ("none", "linear"),
     "train.schedule": ("cosine", "plateau"),
     "train.monitor": ("val_loss", "val_cosine", "val_mrr"),
 }
@@ -219,8 +246,15 @@ def _validate(p: Params) -> None:
         ("train.warmup_fraction", 0 <= p.train.warmup_fraction < 1),
         ("train.patience", p.train.patience > 0),
         ("train.loss.temperature", p.train.loss.temperature > 0),
-        ("train.loss", min(p.train.loss.cosine, p.train.loss.mse, p.train.loss.infonce) >= 0
-         and p.train.loss.cosine + p.train.loss.mse + p.train.loss.infonce > 0),
+        ("train.loss", min(p.train.loss.cosine, p.train.loss.mse, p.train.loss.infonce, p.train.loss.distill) >= 0
+         and p.train.loss.cosine + p.train.loss.mse + p.train.loss.infonce + p.train.loss.distill > 0),
+        ("train.loss.distill_temperature", p.train.loss.distill_temperature > 0),
+        ("train.dual", min(p.train.dual.dialogue_weight, p.train.dual.autoencoder_weight) >= 0
+         and p.train.dual.dialogue_weight + p.train.dual.autoencoder_weight > 0),
+        ("train.dual.switch_every", p.train.dual.switch_every > 0),
+        ("train.bidirectional.cycle", p.train.bidirectional.cycle >= 0),
+        ("train.curriculum.start_fraction", 0 < p.train.curriculum.start_fraction <= 1),
+        ("train.curriculum.ramp_fraction", 0 < p.train.curriculum.ramp_fraction <= 1),
         ("train.autoencoder.noise", p.train.autoencoder.noise >= 0),
         ("evaluate.recall_at", len(p.evaluate.recall_at) > 0 and all(k > 0 for k in p.evaluate.recall_at)),
         ("evaluate.ridge_alphas", len(p.evaluate.ridge_alphas) > 0 and all(a > 0 for a in p.evaluate.ridge_alphas)),

@@ -16,10 +16,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cubecore.baselines import fit_baselines
+from cubecore import artifacts
+from cubecore.baselines import Identity, fit_baselines
 from cubecore.config import Params, as_dict
 from cubecore.metrics import candidate_index, retrieval_ranks, text_scores
-from cubecore.tasks import TaskData
+from cubecore.modes import get_mode
+from cubecore.tasks import TaskData, split_tasks
 from cubecore.trainer import evaluate_predictions, predict, run_key
 from cubecore.training import load_model, load_split
 
@@ -64,16 +66,33 @@ def recall_curve(pred: torch.Tensor, rows: TaskData, max_k: int = 50) -> np.ndar
     return np.array([(ranks <= k).mean() for k in range(1, max_k + 1)])
 
 
+def score_views(model, mode, data, split_dir: str | Path, names: list[str], params: Params) -> dict:
+    """The mode's further views (e.g. ``dual``'s reconstruction): ``view_<name>`` holds the
+    model and ``identity`` (the input itself) per evaluated split, answers decoded through
+    the view's own training targets."""
+    parts = {name: artifacts.read_pairs(Path(split_dir) / f"{name}.tsv") for name in names}
+    out = {}
+    for view in mode.views:
+        rows = split_tasks(view.pairing, data.embeddings, parts, params.train.autoencoder.noise, params.base.seed)
+        bank = AnswerBank(rows["train"].target_ids, data.embeddings, data.texts)
+        models = {"cube": view.module(model), "identity": Identity()}
+        out[f"view_{view.name}"] = {
+            name: {split: score_model(predict(module, rows[split].inputs), rows[split], bank, data.texts,
+                                      params.evaluate.recall_at)[0] for split in names[1:]}
+            for name, module in models.items()}
+    return out
+
+
 def evaluate(params: Params, data_dir: str | Path, split_dir: str | Path, model_dir: str | Path) -> tuple[dict, dict]:
     """Metrics per model and split, and what the plots need (per-row cosine, recall curves)."""
     cube, info = load_model(model_dir)
-    mode, seed = info["mode"], params.base.seed
+    mode, seed = get_mode(info["mode"]), params.base.seed
     names = ["train", "val"] + (["test"] if params.split.test_fraction > 0 else [])
-    data, splits = load_split(data_dir, split_dir, mode, params.train.autoencoder.noise, seed, names)
+    data, splits = load_split(data_dir, split_dir, mode.pairing, params.train.autoencoder.noise, seed, names)
     train = splits["train"]
     key = run_key("mlp-baseline", as_dict(params.train), seed, cube.parameter_count(),
                   train.inputs, splits["val"].targets)
-    models, fitted = fit_baselines(train, splits["val"], mode, params.train, params.evaluate.ridge_alphas,
+    models, fitted = fit_baselines(train, splits["val"], params.train, params.evaluate.ridge_alphas,
                                    seed, cube.parameter_count(), key)
     models = {"cube": cube, **models}
     bank = AnswerBank(train.target_ids, data.embeddings, data.texts)
@@ -90,7 +109,8 @@ def evaluate(params: Params, data_dir: str | Path, split_dir: str | Path, model_
     metrics["cube_vs_best_baseline"] = {
         split: {m: round(metrics["cube"][split][m] - max(metrics[b][split][m] for b in MODELS[1:]), 4)
                 for m in HEADLINE} for split in names[1:]}
-    metrics["setup"] = {"mode": mode, "cube_parameters": cube.parameter_count(), **fitted,
+    metrics.update(score_views(cube, mode, data, split_dir, names, params))
+    metrics["setup"] = {"mode": mode.name, "cube_parameters": cube.parameter_count(), **fitted,
                         "answer_bank": len(bank.texts), **{f"{s}_rows": len(splits[s]) for s in names}}
     log.info("evaluate: %s", {n: metrics[n]["val"] for n in MODELS})
     return metrics, curves

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from cubecore.config import LossParams
+from cubecore.distillation import similarity_distillation_loss
 
 
 def cosine_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -36,5 +37,7 @@ def combined_loss(pred: torch.Tensor, target: torch.Tensor, weights: LossParams)
         terms["mse"] = (weights.mse, mse_loss(pred, target))
     if weights.infonce:
         terms["infonce"] = (weights.infonce, info_nce_loss(pred, target, weights.temperature))
+    if weights.distill:
+        terms["distill"] = (weights.distill, similarity_distillation_loss(pred, target, weights.distill_temperature))
     total = sum(w * value for w, value in terms.values())
     return total, {name: float(value.detach()) for name, (_, value) in terms.items()}

@@ -25,12 +25,14 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
+from cubecore import curriculum
 from cubecore.artifacts import atomic_path
 from cubecore.config import TrainParams
 from cubecore.errors import CubecoreError
 from cubecore.losses import combined_loss
 from cubecore.metrics import candidate_index, cosine, retrieval_ranks, retrieval_summary
-from cubecore.tasks import TaskData, corrupt, train_noise
+from cubecore.modes import Mode, get_mode
+from cubecore.tasks import TaskData
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +97,11 @@ class TrainState:
 
 
 class Trainer:
-    def __init__(self, model: nn.Module, params: TrainParams, seed: int, key: str):
+    def __init__(self, model: nn.Module, params: TrainParams, seed: int, key: str, mode: Mode | None = None):
+        """``mode`` defines the batch loss; ``train.mode`` unless given (the baselines pass theirs)."""
         self.model = model
         self.params = params
+        self.mode = mode or get_mode(params.mode)
         self.seed = seed
         layout = [(name, list(tensor.shape)) for name, tensor in model.state_dict().items()]
         self.directory = Path(params.checkpoint_dir) / run_key(key, layout)  # a changed model never resumes
@@ -153,14 +157,14 @@ class Trainer:
         return {"val_loss": float(loss), "val_cosine": scores["cosine"], "val_mrr": scores["mrr"],
                 "val_recall@1": scores["recall@1"]}
 
-    def fit(self, train: TaskData, val: TaskData, mode: str, live=None, progress: bool = True) -> dict:
+    def fit(self, train: TaskData, val: TaskData, live=None, progress: bool = True) -> dict:
         """Train until ``epochs`` or early stopping; leave the best weights in the model."""
         p = self.params
         resumed = self._resume()
         if live is not None:  # DVCLive's files were deleted with the stage outputs: replay
             for row in self.state.history:
                 log_epoch(live, row)
-        noise = train_noise(mode, p.autoencoder.noise)
+        hardness = curriculum.difficulty(train.inputs, train.targets)
         steps_per_epoch = math.ceil(len(train) / p.batch_size)
         total_steps = steps_per_epoch * p.epochs
         samples, seconds = 0, 0.0
@@ -169,16 +173,17 @@ class Trainer:
             epoch = self.state.epoch + 1
             generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
             order = torch.randperm(len(train), generator=generator)
+            order = curriculum.admit(order, hardness, curriculum.admitted_fraction(p.curriculum, epoch, p.epochs))
             started, total = time.perf_counter(), 0.0
             lr = self.lr_at(self.state.step, total_steps)  # the epoch's rate even if every batch is skipped
-            bar = tqdm(range(0, len(train), p.batch_size), desc=f"epoch {epoch}/{p.epochs}",
+            bar = tqdm(range(0, len(order), p.batch_size), desc=f"epoch {epoch}/{p.epochs}",
                        unit="batch", leave=False, disable=not progress)
             for start in bar:
                 index = order[start:start + p.batch_size]
                 if len(index) < 2:
                     continue
-                x = corrupt(train.inputs[index], noise, generator)
-                loss, terms = combined_loss(self.model(x), train.targets[index], p.loss)
+                loss, terms = self.mode.batch_loss(self.model, train.inputs[index], train.targets[index], p,
+                                                   generator, self.state.step)
                 if not torch.isfinite(loss):
                     raise CubecoreError(f"train: loss is {loss.item()} at epoch {epoch}, step "
                                         f"{self.state.step + 1}; the best checkpoint is kept in "
@@ -195,8 +200,8 @@ class Trainer:
                 total += loss.item() * len(index)
                 bar.set_postfix(loss=f"{loss.item():.4f}")
             seconds += time.perf_counter() - started
-            samples += len(train)
-            row = {"epoch": epoch, "train_loss": total / len(train), **self._validate(val), "lr": lr}
+            samples += len(order)
+            row = {"epoch": epoch, "train_loss": total / len(order), **self._validate(val), "lr": lr}
             self._end_epoch(row)
             if live is not None:
                 log_epoch(live, row)

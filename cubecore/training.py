@@ -10,22 +10,23 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from cubecore import artifacts
 from cubecore.config import CubeParams, Params, as_dict
-from cubecore.cube import CubicCore
 from cubecore.errors import CubecoreError
-from cubecore.tasks import split_tasks
+from cubecore.modes import get_mode
+from cubecore.tasks import Pairing, split_tasks
 from cubecore.trainer import Trainer, run_key, seed_everything
 
 log = logging.getLogger(__name__)
 
 
-def load_split(data_dir: str | Path, split_dir: str | Path, mode: str, noise: float, seed: int, names):
+def load_split(data_dir: str | Path, split_dir: str | Path, pairing: Pairing, noise: float, seed: int, names):
     """The dataset and one TaskData per split name, ``train`` first (see ``split_tasks``)."""
     data = artifacts.Dataset.load(data_dir)
     parts = {name: artifacts.read_pairs(Path(split_dir) / f"{name}.tsv") for name in names}
-    return data, split_tasks(mode, data.embeddings, parts, noise, seed)
+    return data, split_tasks(pairing, data.embeddings, parts, noise, seed)
 
 
 def train(params: Params, data_dir: str | Path, split_dir: str | Path, model_dir: str | Path,
@@ -33,14 +34,16 @@ def train(params: Params, data_dir: str | Path, split_dir: str | Path, model_dir
     p = params.train
     if p.threads:
         torch.set_num_threads(p.threads)
-    data, splits = load_split(data_dir, split_dir, p.mode, p.autoencoder.noise, params.base.seed, ("train", "val"))
+    mode = get_mode(p.mode)
+    data, splits = load_split(data_dir, split_dir, mode.pairing, p.autoencoder.noise, params.base.seed,
+                              ("train", "val"))
     dim = data.embeddings.shape[1]
     seed_everything(params.base.seed)
-    model = CubicCore(params.cube, dim)
+    model = mode.build(params.cube, dim)
     key = run_key(as_dict(params.cube), {k: v for k, v in as_dict(p).items() if k != "resume"},
                   params.base.seed, splits["train"].inputs, splits["val"].targets)
-    trainer = Trainer(model, p, params.base.seed, key)
-    summary = trainer.fit(splits["train"], splits["val"], p.mode, live=live, progress=progress)
+    trainer = Trainer(model, p, params.base.seed, key, mode)
+    summary = trainer.fit(splits["train"], splits["val"], live=live, progress=progress)
     with artifacts.atomic_dir(model_dir) as tmp:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
         artifacts.write_json(tmp / "model.json", {"cube": as_dict(params.cube), "dim": dim, "mode": p.mode,
@@ -52,12 +55,12 @@ def train(params: Params, data_dir: str | Path, split_dir: str | Path, model_dir
     return {"train": metrics}
 
 
-def load_model(model_dir: str | Path) -> tuple[CubicCore, dict]:
-    """The trained cube (eval mode) and its ``model.json``."""
+def load_model(model_dir: str | Path) -> tuple[nn.Module, dict]:
+    """The trained model of ``model.json``'s mode (eval mode) and its ``model.json``."""
     model_dir = Path(model_dir)
     if not (model_dir / "model.safetensors").exists():
         raise CubecoreError(f"{model_dir}: no trained model (run `make repro` or `dvc repro` first)")
     info = artifacts.read_json(model_dir / "model.json")
-    model = CubicCore(CubeParams(**info["cube"]), info["dim"])
+    model = get_mode(info["mode"]).build(CubeParams(**info["cube"]), info["dim"])
     model.load_state_dict(load_file(str(model_dir / "model.safetensors")))
     return model.eval(), info

@@ -1,0 +1,53 @@
+"""What every training mode defines, and the defaults most modes keep.
+
+A mode is one object: the pairing it trains, validates and is compared with the baselines on
+(``pairing``), the model it trains (``build``), its loss on one training batch
+(``batch_loss``), the further views the cube is scored on (``views``) and the mode the MLP
+baseline trains in (``baseline``). The trainer and the evaluation consult it; neither tests
+a mode's name.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cubecore.config import CubeParams, TrainParams
+from cubecore.cube import CubicCore
+from cubecore.losses import combined_loss
+from cubecore.tasks import Pairing, corrupt
+
+
+def pairing_loss(model: nn.Module, pairing: Pairing, x: torch.Tensor, y: torch.Tensor, params: TrainParams,
+                 generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+    """``train.loss`` of ``model`` on one batch of ``pairing`` (noisy pairings corrupt ``x`` first)."""
+    x = corrupt(x, params.autoencoder.noise if pairing.noisy else 0.0, generator)
+    return combined_loss(model(x), y, params.loss)
+
+
+@dataclass(frozen=True)
+class View:
+    """A further way the trained model is scored: ``pairing``'s rows through ``module(model)``."""
+    name: str
+    pairing: Pairing
+    module: callable = lambda model: model
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    pairing: Pairing
+    views: tuple[View, ...] = ()
+
+    def build(self, cube: CubeParams, dim: int) -> nn.Module:
+        return CubicCore(cube, dim)
+
+    @property
+    def baseline(self) -> "Mode":
+        return self
+
+    def batch_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: TrainParams,
+                   generator: torch.Generator, step: int) -> tuple[torch.Tensor, dict]:
+        """The loss of one training batch of ``pairing`` rows at optimiser step ``step``."""
+        return pairing_loss(model, self.pairing, x, y, params, generator)
