@@ -1,0 +1,164 @@
+"""Training modes (cubecore.modes): one registry, each mode trains, its loss terms are as documented,
+and evaluation scores its further views."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from cubecore import artifacts
+from cubecore.config import CHOICES, CubeParams, DualParams, Params, TrainParams
+from cubecore.evaluation import evaluate
+from cubecore.losses import combined_loss, cosine_loss
+from cubecore.modes import MODES, get_mode
+from cubecore.modes.base import pairing_loss
+from cubecore.modes.bidirectional import TwoCubes
+from cubecore.tasks import AUTOENCODER, DIALOGUE
+from cubecore.trainer import Trainer
+from cubecore.training import load_model, train
+from test_trainer import params, synthetic
+
+CUBE = CubeParams(lattice=[4, 4, 4], channels=4, hidden=8, position_channels=2, steps=1)
+
+
+def test_the_registry_is_the_list_of_valid_modes():
+    assert tuple(MODES) == CHOICES["train.mode"]
+    assert all(name == mode.name for name, mode in MODES.items())
+
+
+@pytest.mark.parametrize("name", list(MODES))
+def test_each_mode_trains(tmp_path, name):
+    torch.manual_seed(0)
+    mode = get_mode(name)
+    trainer = Trainer(mode.build(CUBE, 64), params(tmp_path, mode=name, epochs=4), seed=0, key=name)
+    trainer.fit(synthetic(128, 1), synthetic(32, 2), progress=False)
+    history = trainer.state.history
+    assert history[-1]["train_loss"] < 0.9 * history[0]["train_loss"]
+
+
+def scalar(value) -> float:
+    return value.item() if isinstance(value, torch.Tensor) else float(value)
+
+
+def a_cube():
+    return get_mode("dialogue").build(CUBE, 64)
+
+
+def batch(seed=3, n=8):
+    data = synthetic(n, seed)
+    return data.inputs, data.targets
+
+
+def loss_of(mode_name, model, p, step=0, seed=7):
+    x, y = batch()
+    return get_mode(mode_name).batch_loss(model, x, y, p, torch.Generator().manual_seed(seed), step)
+
+
+def test_dialogue_and_autoencoder_losses_are_train_loss_on_their_pairing(tmp_path):
+    torch.manual_seed(0)
+    model, p, (x, y) = a_cube(), params(tmp_path), batch()
+    assert scalar(loss_of("dialogue", model, p)[0]) == pytest.approx(scalar(combined_loss(model(x), y, p.loss)[0]))
+    noisy = x + p.autoencoder.noise * x.norm(dim=-1, keepdim=True) / 8 * torch.randn(
+        x.shape, generator=torch.Generator().manual_seed(7))
+    assert scalar(loss_of("autoencoder", model, p)[0]) == pytest.approx(
+        scalar(combined_loss(model(noisy), y, p.loss)[0]), rel=1e-5)
+
+
+def dual_terms(model, p, seed=7):
+    """The two documented terms, computed on their own with the same noise draws."""
+    x, y = batch()
+    g = torch.Generator().manual_seed(seed)
+    d = scalar(pairing_loss(model, DIALOGUE, x, y, p, g)[0])
+    texts = torch.cat([x, y])
+    a = scalar(pairing_loss(model, AUTOENCODER, texts, texts, p, g)[0])
+    return d, a
+
+
+def test_dual_fixed_is_the_weighted_sum(tmp_path):
+    torch.manual_seed(0)
+    model = a_cube()
+    p = params(tmp_path, mode="dual", dual=DualParams(balancing="fixed", dialogue_weight=0.3, autoencoder_weight=2.0))
+    d, a = dual_terms(model, p)
+    total, terms = loss_of("dual", model, p)
+    assert terms["dialogue"] == pytest.approx(d) and terms["autoencoder"] == pytest.approx(a, rel=1e-5)
+    assert scalar(total) == pytest.approx(0.3 * d + 2.0 * a, rel=1e-5)
+
+
+def test_dual_alternate_switches_every_n_steps(tmp_path):
+    torch.manual_seed(0)
+    model = a_cube()
+    p = params(tmp_path, mode="dual", dual=DualParams(balancing="alternate", switch_every=50))
+    d, _ = dual_terms(model, p)
+    x, y = batch()
+    texts = torch.cat([x, y])
+    a = scalar(pairing_loss(model, AUTOENCODER, texts, texts, p, torch.Generator().manual_seed(7))[0])
+    for step, expected in [(0, {"dialogue": d}), (49, {"dialogue": d}), (50, {"autoencoder": a}),
+                           (99, {"autoencoder": a}), (100, {"dialogue": d})]:
+        total, terms = loss_of("dual", model, p, step=step)
+        (name, value), = expected.items()
+        assert set(terms) == {name, f"{name}_weight"}, step
+        assert scalar(total) == pytest.approx(value, rel=1e-5), step
+
+
+def test_dual_adaptive_weights_follow_the_loss_ratio(tmp_path):
+    torch.manual_seed(0)
+    model = a_cube()
+    p = params(tmp_path, mode="dual", dual=DualParams(balancing="adaptive"))
+    d, a = dual_terms(model, p)
+    total, terms = loss_of("dual", model, p)
+    assert terms["dialogue_weight"] == pytest.approx(2 * d / (d + a), rel=1e-5)
+    assert terms["autoencoder_weight"] == pytest.approx(2 * a / (d + a), rel=1e-5)
+    assert scalar(total) == pytest.approx((2 * d * d + 2 * a * a) / (d + a), rel=1e-5)
+
+
+def test_bidirectional_loss_is_both_directions_plus_the_weighted_cycle(tmp_path):
+    torch.manual_seed(0)
+    model = get_mode("bidirectional").build(CUBE, 64)
+    assert isinstance(model, TwoCubes)
+    p = params(tmp_path, mode="bidirectional")
+    p = dataclasses.replace(p, bidirectional=dataclasses.replace(p.bidirectional, cycle=0.25))
+    x, y = batch()
+    f, b = model.forward_cube, model.backward_cube
+    expected = (combined_loss(f(x), y, p.loss)[0] + combined_loss(b(y), x, p.loss)[0]
+                + 0.25 * (cosine_loss(b(f(x)), x) + cosine_loss(f(b(y)), y)))
+    total, terms = loss_of("bidirectional", model, p)
+    assert scalar(total) == pytest.approx(scalar(expected), rel=1e-5)
+    assert terms["cycle"] == pytest.approx(scalar(cosine_loss(b(f(x)), x) + cosine_loss(f(b(y)), y)), rel=1e-5)
+    assert torch.equal(model(x), f(x))
+
+
+@pytest.fixture(scope="module")
+def on_disk(tmp_path_factory):
+    """A tiny extracted + split dataset on disk: question i -> answer N + i, learnable."""
+    root = tmp_path_factory.mktemp("modes-data")
+    n = 60
+    questions = synthetic(n, 1)
+    embeddings = torch.cat([questions.inputs, questions.targets]).numpy()
+    data, split = root / "extract", root / "split"
+    data.mkdir(), split.mkdir()
+    artifacts.write_texts(data / "texts.jsonl", [f"text {i}" for i in range(2 * n)])
+    artifacts.write_embeddings(data / "embeddings.npy", embeddings)
+    artifacts.write_json(data / "teacher.json", {"path": "synthetic"})
+    ids = np.arange(n)
+    for name, rows in (("train", ids[:45]), ("val", ids[45:])):
+        artifacts.write_pairs(split / f"{name}.tsv", artifacts.Pairs(rows, rows + n, ["c"] * len(rows), rows * 0))
+    return root
+
+
+@pytest.mark.parametrize("name, view", [("dual", "view_reconstruction"), ("bidirectional", "view_backward")])
+def test_train_and_evaluate_report_the_modes_views(tmp_path, on_disk, name, view):
+    p = Params(cube=dataclasses.replace(CUBE, lattice=[4, 4, 4]),
+               train=TrainParams(mode=name, epochs=1, batch_size=16, lr=0.01, checkpoint_dir=str(tmp_path / "ck")))
+    p.evaluate.ridge_alphas = [1.0]
+    metrics = train(p, on_disk / "extract", on_disk / "split", tmp_path / "model", progress=False)
+    assert metrics["train"]["mode"] == name
+    model, info = load_model(tmp_path / "model")
+    assert info["mode"] == name and type(model) is type(get_mode(name).build(CUBE, 64))
+    scores, _ = evaluate(p, on_disk / "extract", on_disk / "split", tmp_path / "model")
+    assert scores["setup"]["mode"] == name
+    assert set(scores[view]) == {"cube", "identity"}
+    assert {"cosine", "mrr", "recall@1"} <= set(scores[view]["cube"]["val"])
+    if name == "dual":  # reconstruction rows are validation texts, none of them a training text
+        assert scores[view]["cube"]["val"]["candidates"] == 30
+    else:               # the backward cube answers a -> q on the 15 validation pairs
+        assert scores[view]["cube"]["val"]["candidates"] == 15
