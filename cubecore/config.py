@@ -120,6 +120,12 @@ class CurriculumParams:
 
 
 @dataclass
+class PretrainParams:
+    epochs: int = 40                    # the `pretrain` stage: the cube as a denoising autoencoder
+    lr: float = 0.001                   # the seed's autoencoder learning rate
+
+
+@dataclass
 class TrainParams:
     mode: str = "dialogue"
     epochs: int = 40
@@ -137,6 +143,8 @@ class TrainParams:
     dual: DualParams = field(default_factory=DualParams)
     bidirectional: BidirectionalParams = field(default_factory=BidirectionalParams)
     curriculum: CurriculumParams = field(default_factory=CurriculumParams)
+    init: str = "scratch"               # scratch | pretrain (start from the `pretrain` stage's weights)
+    pretrain: PretrainParams = field(default_factory=PretrainParams)
     resume: bool = True
     checkpoint_dir: str = ".cache/checkpoints"
     threads: int = 0
@@ -173,6 +181,7 @@ CHOICES = {
     "train.mode": ("dialogue", "autoencoder", "dual", "bidirectional"),  # = cubecore.modes.MODES (tested)
     "train.dual.balancing": ("fixed", "alternate", "adaptive"),
     "train.curriculum.schedule": ("none", "linear"),
+    "train.init": ("scratch", "pretrain"),
     "train.schedule": ("cosine", "plateau"),
     "train.monitor": ("val_loss", "val_cosine", "val_mrr"),
 }
@@ -255,6 +264,8 @@ def _validate(p: Params) -> None:
         ("train.bidirectional.cycle", p.train.bidirectional.cycle >= 0),
         ("train.curriculum.start_fraction", 0 < p.train.curriculum.start_fraction <= 1),
         ("train.curriculum.ramp_fraction", 0 < p.train.curriculum.ramp_fraction <= 1),
+        ("train.pretrain.epochs", p.train.pretrain.epochs > 0),
+        ("train.pretrain.lr", p.train.pretrain.lr > 0),
         ("train.autoencoder.noise", p.train.autoencoder.noise >= 0),
         ("evaluate.recall_at", len(p.evaluate.recall_at) > 0 and all(k > 0 for k in p.evaluate.recall_at)),
         ("evaluate.ridge_alphas", len(p.evaluate.ridge_alphas) > 0 and all(a > 0 for a in p.evaluate.ridge_alphas)),

@@ -1,10 +1,14 @@
-"""The ``train`` stage: fit the cube on the split and write the model directory.
+"""The ``train`` and ``pretrain`` stages: fit the model of ``train.mode`` on the split and
+write the model directory.
 
 ``models/cube/`` holds ``model.safetensors`` (the best epoch's weights) and ``model.json``
 (cube params, dimension, mode and the teacher's identity): enough to rebuild the model.
+``pretrain`` trains the same cube as a denoising autoencoder into ``models/pretrain/``;
+with ``train.init: pretrain`` the ``train`` stage starts from those weights.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -29,8 +33,18 @@ def load_split(data_dir: str | Path, split_dir: str | Path, pairing: Pairing, no
     return data, split_tasks(pairing, data.embeddings, parts, noise, seed)
 
 
+def pretrained_weights(pretrained_dir: str | Path | None, cube: CubeParams, dim: int) -> dict:
+    """The ``pretrain`` stage's cube weights; they must come from the same cube shape."""
+    model, info = load_model(pretrained_dir if pretrained_dir is not None else "models/pretrain")
+    if info["cube"] != as_dict(cube) or info["dim"] != dim:
+        raise CubecoreError(f"{pretrained_dir}: the pretrained cube has cube params {info['cube']} and dim "
+                            f"{info['dim']}; train.init: pretrain needs the same as now (re-run `dvc repro pretrain`)")
+    return model.state_dict()
+
+
 def train(params: Params, data_dir: str | Path, split_dir: str | Path, model_dir: str | Path,
-          live=None, progress: bool = True) -> dict:
+          live=None, progress: bool = True, pretrained_dir: str | Path | None = None) -> dict:
+    """Train ``train.mode``'s model (from ``pretrained_dir``'s cube when ``train.init: pretrain``)."""
     p = params.train
     if p.threads:
         torch.set_num_threads(p.threads)
@@ -40,19 +54,32 @@ def train(params: Params, data_dir: str | Path, split_dir: str | Path, model_dir
     dim = data.embeddings.shape[1]
     seed_everything(params.base.seed)
     model = mode.build(params.cube, dim)
+    start = pretrained_weights(pretrained_dir, params.cube, dim) if p.init == "pretrain" else {}
+    if start:
+        mode.warm_start(model, start)
     key = run_key(as_dict(params.cube), {k: v for k, v in as_dict(p).items() if k != "resume"},
-                  params.base.seed, splits["train"].inputs, splits["val"].targets)
+                  params.base.seed, splits["train"].inputs, splits["val"].targets, *start.values())
     trainer = Trainer(model, p, params.base.seed, key, mode)
     summary = trainer.fit(splits["train"], splits["val"], live=live, progress=progress)
     with artifacts.atomic_dir(model_dir) as tmp:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
         artifacts.write_json(tmp / "model.json", {"cube": as_dict(params.cube), "dim": dim, "mode": p.mode,
                                                   "teacher": data.teacher})
-    metrics = {"mode": p.mode, "parameters": model.parameter_count(),
+    metrics = {"mode": p.mode, "init": p.init, "parameters": model.parameter_count(),
                "train_rows": len(splits["train"]), "val_rows": len(splits["val"]), **summary,
                "reached_target_cosine": summary["val_cosine"] >= p.target_cosine}
     log.info("train: %s", metrics)
     return {"train": metrics}
+
+
+def pretrain(params: Params, data_dir: str | Path, split_dir: str | Path, model_dir: str | Path,
+             live=None, progress: bool = True) -> dict:
+    """The ``pretrain`` stage: the cube as a denoising autoencoder, with ``train.pretrain``'s
+    epochs and learning rate and every other ``train`` setting as configured."""
+    p = dataclasses.replace(params.train, mode="autoencoder", init="scratch", epochs=params.train.pretrain.epochs,
+                            lr=params.train.pretrain.lr)
+    return {"pretrain": train(dataclasses.replace(params, train=p), data_dir, split_dir, model_dir, live,
+                              progress)["train"]}
 
 
 def load_model(model_dir: str | Path) -> tuple[nn.Module, dict]:

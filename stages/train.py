@@ -9,9 +9,9 @@ from cubecore.training import train
 @main_guard
 def main() -> None:
     args, params = stage_args(__doc__, data="data/extract", split="data/split", model="models/cube",
-                              live="plots/train", metrics="metrics/train.json")
+                              live="plots/train", metrics="metrics/train.json", pretrained="models/pretrain")
     with Live(args.live, dvcyaml=False, save_dvc_exp=False) as live:
-        metrics = train(params, args.data, args.split, args.model, live=live)
+        metrics = train(params, args.data, args.split, args.model, live=live, pretrained_dir=args.pretrained)
     write_json(args.metrics, metrics)
 
 

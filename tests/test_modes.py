@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from cubecore import artifacts
-from cubecore.config import CHOICES, CubeParams, DualParams, Params, TrainParams
+from cubecore.config import CHOICES, CubeParams, DualParams, Params, PretrainParams, TrainParams
+from cubecore.errors import CubecoreError
 from cubecore.evaluation import evaluate
 from cubecore.losses import combined_loss, cosine_loss
 from cubecore.modes import MODES, get_mode
@@ -15,7 +16,7 @@ from cubecore.modes.base import pairing_loss
 from cubecore.modes.bidirectional import TwoCubes
 from cubecore.tasks import AUTOENCODER, DIALOGUE
 from cubecore.trainer import Trainer
-from cubecore.training import load_model, train
+from cubecore.training import load_model, pretrain, train
 from test_trainer import params, synthetic
 
 CUBE = CubeParams(lattice=[4, 4, 4], channels=4, hidden=8, position_channels=2, steps=1)
@@ -162,3 +163,32 @@ def test_train_and_evaluate_report_the_modes_views(tmp_path, on_disk, name, view
         assert scores[view]["cube"]["val"]["candidates"] == 30
     else:               # the backward cube answers a -> q on the 15 validation pairs
         assert scores[view]["cube"]["val"]["candidates"] == 15
+
+
+@pytest.mark.parametrize("name", ["dialogue", "bidirectional"])
+def test_train_starts_from_the_pretrained_autoencoder(tmp_path, on_disk, name):
+    base = Params(cube=CUBE, train=TrainParams(epochs=1, batch_size=16, checkpoint_dir=str(tmp_path / "ck")))
+    base.train.pretrain = PretrainParams(epochs=1, lr=0.01)
+    summary = pretrain(base, on_disk / "extract", on_disk / "split", tmp_path / "pre", progress=False)
+    assert summary["pretrain"]["mode"] == "autoencoder" and summary["pretrain"]["epochs_run"] == 1
+    cube, _ = load_model(tmp_path / "pre")
+    p = dataclasses.replace(base, train=dataclasses.replace(base.train, mode=name, init="pretrain", lr=1e-12))
+    metrics = train(p, on_disk / "extract", on_disk / "split", tmp_path / "model", progress=False,
+                    pretrained_dir=tmp_path / "pre")
+    assert metrics["train"]["init"] == "pretrain"
+    model, _ = load_model(tmp_path / "model")
+    cubes = [model] if name == "dialogue" else [model.forward_cube, model.backward_cube]
+    for trained in cubes:  # lr ~ 0: the weights are still the pretrained ones
+        for key, value in cube.state_dict().items():
+            assert torch.allclose(trained.state_dict()[key], value, atol=1e-6), key
+
+
+def test_a_pretrained_cube_of_another_shape_is_refused(tmp_path, on_disk):
+    base = Params(cube=CUBE, train=TrainParams(epochs=1, batch_size=16, checkpoint_dir=str(tmp_path / "ck")))
+    base.train.pretrain = PretrainParams(epochs=1)
+    pretrain(base, on_disk / "extract", on_disk / "split", tmp_path / "pre", progress=False)
+    other = dataclasses.replace(base, cube=dataclasses.replace(CUBE, channels=5),
+                                train=dataclasses.replace(base.train, init="pretrain"))
+    with pytest.raises(CubecoreError, match="train.init: pretrain needs the same"):
+        train(other, on_disk / "extract", on_disk / "split", tmp_path / "model", progress=False,
+              pretrained_dir=tmp_path / "pre")

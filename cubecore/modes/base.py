@@ -2,7 +2,7 @@
 
 A mode is one object: the pairing it trains, validates and is compared with the baselines on
 (``pairing``), the model it trains (``build``), its loss on one training batch
-(``batch_loss``), the further views the cube is scored on (``views``) and the mode the MLP
+(``batch_loss``), how it starts from a pretrained cube (``warm_start``), the further views the cube is scored on (``views``) and the mode the MLP
 baseline trains in (``baseline``). The trainer and the evaluation consult it; neither tests
 a mode's name.
 """
@@ -46,6 +46,10 @@ class Mode:
     @property
     def baseline(self) -> "Mode":
         return self
+
+    def warm_start(self, model: nn.Module, cube_weights: dict[str, torch.Tensor]) -> None:
+        """Load one trained cube's weights (the ``pretrain`` stage's) into ``model``."""
+        model.load_state_dict(cube_weights)
 
     def batch_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: TrainParams,
                    generator: torch.Generator, step: int) -> tuple[torch.Tensor, dict]:

@@ -48,6 +48,11 @@ class Bidirectional(Mode):
     def build(self, cube: CubeParams, dim: int) -> nn.Module:
         return TwoCubes(cube, dim)
 
+    def warm_start(self, model: TwoCubes, cube_weights: dict[str, torch.Tensor]) -> None:
+        """Both cubes start from the pretrained cube."""
+        model.forward_cube.load_state_dict(cube_weights)
+        model.backward_cube.load_state_dict(cube_weights)
+
     @property
     def baseline(self) -> Mode:
         return dialogue.MODE  # the MLP learns the forward direction, with both cubes' budget
