@@ -154,6 +154,8 @@ class TrainParams:
 class EvaluateParams:
     recall_at: list[int] = field(default_factory=lambda: [1, 5, 10])
     ridge_alphas: list[float] = field(default_factory=lambda: [0.1, 1.0, 10.0, 100.0])
+    bleu_target: float = 0.4            # the seed's bleu_threshold, reported in metrics `targets`
+    reconstruction_target: float = 0.95  # the seed's autoencoder similarity_threshold, reported
 
 
 @dataclass

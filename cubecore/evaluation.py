@@ -21,6 +21,7 @@ from cubecore.baselines import Identity, fit_baselines
 from cubecore.config import Params, as_dict
 from cubecore.metrics import candidate_index, retrieval_ranks, text_scores
 from cubecore.modes import get_mode
+from cubecore.targets import seed_targets
 from cubecore.tasks import TaskData, split_tasks
 from cubecore.trainer import evaluate_predictions, predict, run_key
 from cubecore.training import load_model, load_split
@@ -110,6 +111,7 @@ def evaluate(params: Params, data_dir: str | Path, split_dir: str | Path, model_
         split: {m: round(metrics["cube"][split][m] - max(metrics[b][split][m] for b in MODELS[1:]), 4)
                 for m in HEADLINE} for split in names[1:]}
     metrics.update(score_views(cube, mode, data, split_dir, names, params))
+    metrics["targets"] = seed_targets(metrics, mode, params.evaluate)
     metrics["setup"] = {"mode": mode.name, "cube_parameters": cube.parameter_count(), **fitted,
                         "answer_bank": len(bank.texts), **{f"{s}_rows": len(splits[s]) for s in names}}
     log.info("evaluate: %s", {n: metrics[n]["val"] for n in MODELS})

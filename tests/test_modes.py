@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from cubecore import artifacts
-from cubecore.config import CHOICES, CubeParams, DualParams, Params, PretrainParams, TrainParams
+from cubecore.config import CHOICES, CubeParams, DualParams, EvaluateParams, Params, PretrainParams, TrainParams
 from cubecore.errors import CubecoreError
 from cubecore.evaluation import evaluate
 from cubecore.losses import combined_loss, cosine_loss
 from cubecore.modes import MODES, get_mode
 from cubecore.modes.base import pairing_loss
 from cubecore.modes.bidirectional import TwoCubes
+from cubecore.targets import seed_targets
 from cubecore.tasks import AUTOENCODER, DIALOGUE
 from cubecore.trainer import Trainer
 from cubecore.training import load_model, pretrain, train
@@ -161,8 +162,24 @@ def test_train_and_evaluate_report_the_modes_views(tmp_path, on_disk, name, view
     assert {"cosine", "mrr", "recall@1"} <= set(scores[view]["cube"]["val"])
     if name == "dual":  # reconstruction rows are validation texts, none of them a training text
         assert scores[view]["cube"]["val"]["candidates"] == 30
+        assert set(scores["targets"]) == {"bleu", "reconstruction_cosine"}
+        assert scores["targets"]["reconstruction_cosine"]["val"]["value"] == scores[view]["cube"]["val"]["cosine"]
     else:               # the backward cube answers a -> q on the 15 validation pairs
         assert scores[view]["cube"]["val"]["candidates"] == 15
+        assert set(scores["targets"]) == {"bleu"}
+
+
+@pytest.mark.parametrize("name, expected", [("dialogue", {"bleu"}), ("autoencoder", {"bleu", "reconstruction_cosine"}),
+                                            ("dual", {"bleu", "reconstruction_cosine"})])
+def test_seed_thresholds_are_reported_pass_or_fail(name, expected):
+    metrics = {"cube": {"val": {"bleu": 0.41, "cosine": 0.9}},
+               "view_reconstruction": {"cube": {"val": {"bleu": 0.0, "cosine": 0.96}}}}
+    targets = seed_targets(metrics, get_mode(name), EvaluateParams(bleu_target=0.4, reconstruction_target=0.95))
+    assert set(targets) == expected
+    assert targets["bleu"]["val"] == {"target": 0.4, "value": 0.41, "passed": True}
+    if "reconstruction_cosine" in targets:
+        value = 0.9 if name == "autoencoder" else 0.96
+        assert targets["reconstruction_cosine"]["val"] == {"target": 0.95, "value": value, "passed": value >= 0.95}
 
 
 @pytest.mark.parametrize("name", ["dialogue", "bidirectional"])
