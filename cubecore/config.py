@@ -138,6 +138,7 @@ class TrainParams:
     patience: int = 8
     monitor: str = "val_loss"
     target_cosine: float = 0.8
+    memory_limit_gb: float = 8.0        # the seed's memory_limit_gb: reported as within_memory_limit
     loss: LossParams = field(default_factory=LossParams)
     autoencoder: AutoencoderParams = field(default_factory=AutoencoderParams)
     dual: DualParams = field(default_factory=DualParams)
@@ -267,6 +268,7 @@ def _validate(p: Params) -> None:
         ("train.curriculum.start_fraction", 0 < p.train.curriculum.start_fraction <= 1),
         ("train.curriculum.ramp_fraction", 0 < p.train.curriculum.ramp_fraction <= 1),
         ("train.pretrain.epochs", p.train.pretrain.epochs > 0),
+        ("train.memory_limit_gb", p.train.memory_limit_gb > 0),
         ("train.pretrain.lr", p.train.pretrain.lr > 0),
         ("train.autoencoder.noise", p.train.autoencoder.noise >= 0),
         ("evaluate.recall_at", len(p.evaluate.recall_at) > 0 and all(k > 0 for k in p.evaluate.recall_at)),

@@ -67,7 +67,8 @@ def train(params: Params, data_dir: str | Path, split_dir: str | Path, model_dir
                                                   "teacher": data.teacher})
     metrics = {"mode": p.mode, "init": p.init, "parameters": model.parameter_count(),
                "train_rows": len(splits["train"]), "val_rows": len(splits["val"]), **summary,
-               "reached_target_cosine": summary["val_cosine"] >= p.target_cosine}
+               "reached_target_cosine": summary["val_cosine"] >= p.target_cosine,
+               "within_memory_limit": summary["peak_memory_mb"] <= p.memory_limit_gb * 1024}
     log.info("train: %s", metrics)
     return {"train": metrics}
 

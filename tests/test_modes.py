@@ -154,6 +154,7 @@ def test_train_and_evaluate_report_the_modes_views(tmp_path, on_disk, name, view
     p.evaluate.ridge_alphas = [1.0]
     metrics = train(p, on_disk / "extract", on_disk / "split", tmp_path / "model", progress=False)
     assert metrics["train"]["mode"] == name
+    assert metrics["train"]["within_memory_limit"] is (metrics["train"]["peak_memory_mb"] <= 8 * 1024)
     model, info = load_model(tmp_path / "model")
     assert info["mode"] == name and type(model) is type(get_mode(name).build(CUBE, 64))
     scores, _ = evaluate(p, on_disk / "extract", on_disk / "split", tmp_path / "model")
