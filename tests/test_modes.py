@@ -1,19 +1,22 @@
 """Training modes (cubecore.modes): one registry, each mode trains, its loss terms are as documented,
 and evaluation scores its further views."""
 import dataclasses
+import re
 
 import numpy as np
 import pytest
 import torch
 
 from cubecore import artifacts
-from cubecore.config import CHOICES, CubeParams, DualParams, EvaluateParams, Params, PretrainParams, TrainParams
+from cubecore.config import (CHOICES, CubeParams, DualParams, EvaluateParams, Params, PretrainParams, TrainParams,
+                             load_params)
 from cubecore.errors import CubecoreError
 from cubecore.evaluation import evaluate
 from cubecore.losses import combined_loss, cosine_loss
 from cubecore.modes import MODES, get_mode
 from cubecore.modes.base import pairing_loss
 from cubecore.modes.bidirectional import TwoCubes
+from cubecore.modes.dual import dual_weights
 from cubecore.targets import seed_targets
 from cubecore.tasks import AUTOENCODER, DIALOGUE
 from cubecore.trainer import Trainer
@@ -210,3 +213,22 @@ def test_a_pretrained_cube_of_another_shape_is_refused(tmp_path, on_disk):
     with pytest.raises(CubecoreError, match="train.init: pretrain needs the same"):
         train(other, on_disk / "extract", on_disk / "split", tmp_path / "model", progress=False,
               pretrained_dir=tmp_path / "pre")
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("mode: triple", "train.mode must be one of dialogue | autoencoder | dual | bidirectional, got 'triple'"),
+    ("dual: {balancing: random}", "train.dual.balancing must be one of fixed | alternate | adaptive"),
+    ("curriculum: {schedule: linear, start_fraction: 0}", "train.curriculum.start_fraction is out of range"),
+    ("loss: {distill_temperature: 0}", "train.loss.distill_temperature is out of range"),
+    ("init: warm", "train.init must be one of scratch | pretrain"),
+])
+def test_a_bad_mode_setting_names_its_param(tmp_path, setting, message):
+    (tmp_path / "params.yaml").write_text(f"train: {{{setting}}}\n")
+    with pytest.raises(CubecoreError, match=re.escape(message)):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_adaptive_weights_fall_back_to_fixed_when_both_losses_are_zero():
+    d = DualParams(balancing="adaptive", dialogue_weight=0.5, autoencoder_weight=2.0)
+    assert dual_weights(d, {"dialogue": 0.0, "autoencoder": 0.0}) == {"dialogue": 0.5, "autoencoder": 2.0}
+    assert dual_weights(d, {"dialogue": 3.0, "autoencoder": 1.0}) == {"dialogue": 0.75, "autoencoder": 1.0}
