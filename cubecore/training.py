@@ -33,9 +33,9 @@ def load_split(data_dir: str | Path, split_dir: str | Path, pairing: Pairing, no
     return data, split_tasks(pairing, data.embeddings, parts, noise, seed)
 
 
-def pretrained_weights(pretrained_dir: str | Path | None, cube: CubeParams, dim: int) -> dict:
+def pretrained_weights(pretrained_dir: str | Path, cube: CubeParams, dim: int) -> dict:
     """The ``pretrain`` stage's cube weights; they must come from the same cube shape."""
-    model, info = load_model(pretrained_dir if pretrained_dir is not None else "models/pretrain")
+    model, info = load_model(pretrained_dir)
     if info["cube"] != as_dict(cube) or info["dim"] != dim:
         raise CubecoreError(f"{pretrained_dir}: the pretrained cube has cube params {info['cube']} and dim "
                             f"{info['dim']}; train.init: pretrain needs the same as now (re-run `dvc repro pretrain`)")
@@ -43,7 +43,7 @@ def pretrained_weights(pretrained_dir: str | Path | None, cube: CubeParams, dim:
 
 
 def train(params: Params, data_dir: str | Path, split_dir: str | Path, model_dir: str | Path,
-          live=None, progress: bool = True, pretrained_dir: str | Path | None = None) -> dict:
+          live=None, progress: bool = True, pretrained_dir: str | Path = "models/pretrain") -> dict:
     """Train ``train.mode``'s model (from ``pretrained_dir``'s cube when ``train.init: pretrain``)."""
     p = params.train
     if p.threads:
