@@ -68,16 +68,16 @@ def recall_curve(pred: torch.Tensor, rows: TaskData, max_k: int = 50) -> np.ndar
 
 
 def score_views(model, mode, data, split_dir: str | Path, names: list[str], params: Params) -> dict:
-    """The mode's further views (e.g. ``dual``'s reconstruction): ``view_<name>`` holds the
-    model and ``identity`` (the input itself) per evaluated split, answers decoded through
-    the view's own training targets."""
+    """The mode's further views (e.g. ``dual``'s reconstruction): per view name, the model
+    and ``identity`` (the input itself) per evaluated split, answers decoded through the
+    view's own training targets."""
     parts = {name: artifacts.read_pairs(Path(split_dir) / f"{name}.tsv") for name in names}
     out = {}
     for view in mode.views:
         rows = split_tasks(view.pairing, data.embeddings, parts, params.train.autoencoder.noise, params.base.seed)
         bank = AnswerBank(rows["train"].target_ids, data.embeddings, data.texts)
         models = {"cube": view.module(model), "identity": Identity()}
-        out[f"view_{view.name}"] = {
+        out[view.name] = {
             name: {split: score_model(predict(module, rows[split].inputs), rows[split], bank, data.texts,
                                       params.evaluate.recall_at)[0] for split in names[1:]}
             for name, module in models.items()}
@@ -110,7 +110,8 @@ def evaluate(params: Params, data_dir: str | Path, split_dir: str | Path, model_
     metrics["cube_vs_best_baseline"] = {
         split: {m: round(metrics["cube"][split][m] - max(metrics[b][split][m] for b in MODELS[1:]), 4)
                 for m in HEADLINE} for split in names[1:]}
-    metrics.update(score_views(cube, mode, data, split_dir, names, params))
+    if mode.views:
+        metrics["views"] = score_views(cube, mode, data, split_dir, names, params)
     metrics["targets"] = seed_targets(metrics, mode, params.evaluate)
     metrics["setup"] = {"mode": mode.name, "cube_parameters": cube.parameter_count(), **fitted,
                         "answer_bank": len(bank.texts), **{f"{s}_rows": len(splits[s]) for s in names}}

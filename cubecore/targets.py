@@ -17,7 +17,7 @@ def seed_targets(metrics: dict, mode, params: EvaluateParams) -> dict:
     """Pass/fail of each seed threshold that applies to ``mode``, from evaluate's ``metrics``."""
     sources = {"bleu": (metrics["cube"], "bleu", params.bleu_target)}
     reconstruction = metrics["cube"] if mode.pairing.name == "autoencoder" else next(
-        (metrics[f"view_{view.name}"]["cube"] for view in mode.views if view.pairing.name == "autoencoder"), None)
+        (metrics["views"][view.name]["cube"] for view in mode.views if view.pairing.name == "autoencoder"), None)
     if reconstruction is not None:
         sources["reconstruction_cosine"] = (reconstruction, "cosine", params.reconstruction_target)
     return {name: {split: {"target": target, "value": scores[metric], "passed": scores[metric] >= target}

@@ -13,6 +13,7 @@ from cubecore.config import (CHOICES, CubeParams, DualParams, EvaluateParams, Pa
 from cubecore.errors import CubecoreError
 from cubecore.evaluation import evaluate
 from cubecore.losses import combined_loss, cosine_loss
+from cubecore.report import models
 from cubecore.modes import MODES, get_mode
 from cubecore.modes.base import pairing_loss
 from cubecore.modes.bidirectional import TwoCubes
@@ -150,7 +151,7 @@ def on_disk(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("name, view", [("dual", "view_reconstruction"), ("bidirectional", "view_backward")])
+@pytest.mark.parametrize("name, view", [("dual", "reconstruction"), ("bidirectional", "backward")])
 def test_train_and_evaluate_report_the_modes_views(tmp_path, on_disk, name, view):
     p = Params(cube=dataclasses.replace(CUBE, lattice=[4, 4, 4]),
                train=TrainParams(mode=name, epochs=1, batch_size=16, lr=0.01, checkpoint_dir=str(tmp_path / "ck")))
@@ -162,14 +163,15 @@ def test_train_and_evaluate_report_the_modes_views(tmp_path, on_disk, name, view
     assert info["mode"] == name and type(model) is type(get_mode(name).build(CUBE, 64))
     scores, _ = evaluate(p, on_disk / "extract", on_disk / "split", tmp_path / "model")
     assert scores["setup"]["mode"] == name
-    assert set(scores[view]) == {"cube", "identity"}
-    assert {"cosine", "mrr", "recall@1"} <= set(scores[view]["cube"]["val"])
+    assert models(scores) == ["cube", "identity", "mean", "ridge", "mlp"]  # the review report's model list
+    assert set(scores["views"][view]) == {"cube", "identity"}
+    assert {"cosine", "mrr", "recall@1"} <= set(scores["views"][view]["cube"]["val"])
     if name == "dual":  # reconstruction rows are validation texts, none of them a training text
-        assert scores[view]["cube"]["val"]["candidates"] == 30
+        assert scores["views"][view]["cube"]["val"]["candidates"] == 30
         assert set(scores["targets"]) == {"bleu", "reconstruction_cosine"}
-        assert scores["targets"]["reconstruction_cosine"]["val"]["value"] == scores[view]["cube"]["val"]["cosine"]
+        assert scores["targets"]["reconstruction_cosine"]["val"]["value"] == scores["views"][view]["cube"]["val"]["cosine"]
     else:               # the backward cube answers a -> q on the 15 validation pairs
-        assert scores[view]["cube"]["val"]["candidates"] == 15
+        assert scores["views"][view]["cube"]["val"]["candidates"] == 15
         assert set(scores["targets"]) == {"bleu"}
 
 
@@ -177,7 +179,7 @@ def test_train_and_evaluate_report_the_modes_views(tmp_path, on_disk, name, view
                                             ("dual", {"bleu", "reconstruction_cosine"})])
 def test_seed_thresholds_are_reported_pass_or_fail(name, expected):
     metrics = {"cube": {"val": {"bleu": 0.41, "cosine": 0.9}},
-               "view_reconstruction": {"cube": {"val": {"bleu": 0.0, "cosine": 0.96}}}}
+               "views": {"reconstruction": {"cube": {"val": {"bleu": 0.0, "cosine": 0.96}}}}}
     targets = seed_targets(metrics, get_mode(name), EvaluateParams(bleu_target=0.4, reconstruction_target=0.95))
     assert set(targets) == expected
     assert targets["bleu"]["val"] == {"target": 0.4, "value": 0.41, "passed": True}
