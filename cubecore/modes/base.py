@@ -1,14 +1,17 @@
 """What every training mode defines, and the defaults most modes keep.
 
-A mode is one object: the pairing it trains, validates and is compared with the baselines on
-(``pairing``), the model it trains (``build``), its loss on one training batch
-(``batch_loss``), how it starts from a pretrained cube (``warm_start``), the further views the cube is scored on (``views``) and the mode the MLP
-baseline trains in (``baseline``). The trainer and the evaluation consult it; neither tests
-a mode's name.
+A mode is one object: the pairing it trains, validates and is compared with the baselines
+on (``pairing``), the model it trains (``build``), its loss on one training batch
+(``batch_loss``), how it starts from a pretrained cube (``warm_start``), the further views
+the model is scored on (``views``) and the mode the MLP baseline trains in (``baseline``).
+The trainer and the evaluation consult it; neither tests a mode's name. A new mode is one
+module in this package plus its name in ``MODES`` and in ``config.CHOICES`` (a test checks
+the two agree).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -31,7 +34,7 @@ class View:
     """A further way the trained model is scored: ``pairing``'s rows through ``module(model)``."""
     name: str
     pairing: Pairing
-    module: callable = lambda model: model
+    module: Callable[[nn.Module], nn.Module] = lambda model: model
 
 
 @dataclass(frozen=True)
