@@ -32,10 +32,16 @@ def admitted_fraction(params: CurriculumParams, epoch: int, epochs: int) -> floa
     return min(1.0, params.start_fraction + (1 - params.start_fraction) * (epoch - 1) / ramp)
 
 
-def admit(order: torch.Tensor, hardness: torch.Tensor, fraction: float) -> torch.Tensor:
-    """The rows of ``order`` (kept in that order) among the easiest ``fraction`` by ``hardness``."""
-    if fraction >= 1:
+def admitted_rows(params: CurriculumParams, epoch: int, epochs: int, rows: int) -> int:
+    """How many of ``rows`` are trained in 1-based ``epoch`` (the trainer's LR schedule counts
+    its steps from these, so the cosine decay still ends with the last epoch)."""
+    return max(1, math.ceil(admitted_fraction(params, epoch, epochs) * rows))
+
+
+def admit(order: torch.Tensor, hardness: torch.Tensor, count: int) -> torch.Tensor:
+    """The rows of ``order`` (kept in that order) among the ``count`` easiest by ``hardness``
+    (more when rows tie at the threshold)."""
+    if count >= len(hardness):
         return order
-    count = max(1, math.ceil(fraction * len(hardness)))
     threshold = hardness.kthvalue(count).values
     return order[hardness[order] <= threshold]

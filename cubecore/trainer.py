@@ -165,15 +165,16 @@ class Trainer:
             for row in self.state.history:
                 log_epoch(live, row)
         hardness = curriculum.difficulty(train.inputs, train.targets)
-        steps_per_epoch = math.ceil(len(train) / p.batch_size)
-        total_steps = steps_per_epoch * p.epochs
+        total_steps = sum(math.ceil(curriculum.admitted_rows(p.curriculum, epoch, p.epochs, len(train)) / p.batch_size)
+                          for epoch in range(1, p.epochs + 1))
         samples, seconds = 0, 0.0
         self.model.train()
         while self.state.epoch < p.epochs and self.state.bad_epochs < p.patience:
             epoch = self.state.epoch + 1
             generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
             order = torch.randperm(len(train), generator=generator)
-            order = curriculum.admit(order, hardness, curriculum.admitted_fraction(p.curriculum, epoch, p.epochs))
+            order = curriculum.admit(order, hardness,
+                                     curriculum.admitted_rows(p.curriculum, epoch, p.epochs, len(train)))
             started, total = time.perf_counter(), 0.0
             lr = self.lr_at(self.state.step, total_steps)  # the epoch's rate even if every batch is skipped
             bar = tqdm(range(0, len(order), p.batch_size), desc=f"epoch {epoch}/{p.epochs}",

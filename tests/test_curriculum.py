@@ -6,7 +6,7 @@ import torch
 
 from cubecore.config import CubeParams, CurriculumParams
 from cubecore.cube import CubicCore
-from cubecore.curriculum import admit, admitted_fraction, difficulty
+from cubecore.curriculum import admit, admitted_fraction, admitted_rows, difficulty
 from cubecore.trainer import Trainer
 from test_trainer import params, synthetic
 
@@ -25,9 +25,14 @@ def test_linear_schedule_grows_from_the_start_share_to_all_rows():
 def test_admit_keeps_the_easiest_rows_in_the_shuffled_order():
     hardness = torch.tensor([0.9, 0.1, 0.5, 0.3, 0.7])
     order = torch.tensor([4, 2, 0, 3, 1])
-    assert admit(order, hardness, 0.4).tolist() == [3, 1]       # the two easiest, in `order`'s order
-    assert admit(order, hardness, 1.0).tolist() == order.tolist()
-    assert admit(order, torch.zeros(5), 0.2).tolist() == order.tolist()  # ties are admitted together
+    assert admit(order, hardness, 2).tolist() == [3, 1]         # the two easiest, in `order`'s order
+    assert admit(order, hardness, 5).tolist() == order.tolist()
+    assert admit(order, torch.zeros(5), 1).tolist() == order.tolist()  # ties are admitted together
+
+
+def test_admitted_rows_count():
+    assert [admitted_rows(LINEAR, epoch, 8, 100) for epoch in (1, 2, 5)] == [25, 44, 100]
+    assert admitted_rows(CurriculumParams(), 1, 8, 100) == 100
 
 
 def test_difficulty_is_one_minus_the_input_target_cosine():
@@ -47,3 +52,5 @@ def test_the_trainer_steps_only_on_admitted_rows_and_still_learns(tmp_path):
     trainer.fit(synthetic(256, 1), synthetic(64, 2), progress=False)
     history = trainer.state.history
     assert history[-1]["val_loss"] < history[0]["val_loss"]
+    assert trainer.state.step == 2 + 5 + 8 + 8    # 64, 160, 256, 256 rows
+    assert history[-1]["lr"] < 0.05 * p.lr         # the cosine decay counts the admitted steps only
