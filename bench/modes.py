@@ -83,17 +83,17 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-modes-"))
     common.setdefault("train.checkpoint_dir", str(work / "checkpoints"))
     started = time.perf_counter()
-    base = load_params(with_overrides(Path(args.params), common, work / "base.yaml"))
-    pretrain(base, args.data, args.split, work / "pretrain", progress=False)
-    pretrain_seconds = time.perf_counter() - started
-    print(f"common overrides: {common or 'none'}; pretrain stage: {pretrain_seconds:.0f} s\n")
+    configs = {name: overrides for name, overrides in CONFIGS.items() if not args.only or name in args.only}
+    if any(overrides.get("train.init") == "pretrain" for overrides in configs.values()):
+        base = load_params(with_overrides(Path(args.params), common, work / "base.yaml"))
+        pretrain(base, args.data, args.split, work / "pretrain", progress=False)
+        print(f"pretrain stage: {time.perf_counter() - started:.0f} s")
+    print(f"common overrides: {common or 'none'}\n")
     print("| configuration | val cosine | val MRR | val R@1 | MRR − best baseline | view | epochs (best) "
           "| epochs / s to ridge cosine | epochs / s to dialogue's best cosine | train s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     goal = None  # the plain dialogue run's best validation cosine
-    for name, overrides in CONFIGS.items():
-        if args.only and name not in args.only:
-            continue
+    for name, overrides in configs.items():
         params = load_params(with_overrides(Path(args.params), {**common, **overrides}, work / "p.yaml"))
         model_dir, recorder = work / name.replace(" ", "_").replace("/", "-"), Recorder()
         began = time.perf_counter()
