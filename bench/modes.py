@@ -104,8 +104,8 @@ def main() -> None:
         cube, ridge = metrics["cube"]["val"], metrics["ridge"]["val"]["cosine"]
         goal = goal if goal is not None else max(row["val_cosine"] for row in recorder.rows)
         to_ridge, to_goal = reach(recorder.rows, ridge), reach(recorder.rows, goal)
-        views = "; ".join(f"{key}: cube {v['cube']['val']['cosine']:.3f} vs input {v['identity']['val']['cosine']:.3f}"
-                          for key, v in metrics.get("views", {}).items())
+        views = "; ".join(f"{key}: cube {v['cube']['val']['cosine']:.3f}, input {v['identity']['val']['cosine']:.3f}, "
+                          f"ridge {v['ridge']['val']['cosine']:.3f}" for key, v in metrics.get("views", {}).items())
         print(f"| {name} | {cube['cosine']:.4f} | {cube['mrr']:.4f} | {cube['recall@1']:.4f} "
               f"| {metrics['cube_vs_best_baseline']['val']['mrr']:+.4f} | {views or '—'} "
               f"| {summary['epochs_run']} ({summary['best_epoch']}) | {to_ridge} | {to_goal} | {seconds:.0f} |", flush=True)

@@ -17,12 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from cubecore import artifacts
-from cubecore.baselines import Identity, fit_baselines
+from cubecore.baselines import Identity, fit_baselines, fit_ridge
 from cubecore.config import Params, as_dict
 from cubecore.metrics import candidate_index, retrieval_ranks, text_scores
 from cubecore.modes import get_mode
 from cubecore.targets import seed_targets
-from cubecore.tasks import TaskData, split_tasks
+from cubecore.tasks import TaskData, corrupt, split_tasks
 from cubecore.trainer import evaluate_predictions, predict, run_key
 from cubecore.training import load_model, load_split
 
@@ -68,15 +68,22 @@ def recall_curve(pred: torch.Tensor, rows: TaskData, max_k: int = 50) -> np.ndar
 
 
 def score_views(model, mode, data, split_dir: str | Path, names: list[str], params: Params) -> dict:
-    """The mode's further views (e.g. ``dual``'s reconstruction): per view name, the model
-    and ``identity`` (the input itself) per evaluated split, answers decoded through the
-    view's own training targets."""
+    """The mode's further views (e.g. ``dual``'s reconstruction): per view name, the model,
+    ``identity`` (the input itself) and ``ridge`` (fitted on the view's training rows, on noisy
+    inputs where the view is noisy) per evaluated split, answers decoded through the view's own
+    training targets."""
     parts = {name: artifacts.read_pairs(Path(split_dir) / f"{name}.tsv") for name in names}
     out = {}
     for view in mode.views:
-        rows = split_tasks(view.pairing, data.embeddings, parts, params.train.autoencoder.noise, params.base.seed)
-        bank = AnswerBank(rows["train"].target_ids, data.embeddings, data.texts)
-        models = {"cube": view.module(model), "identity": Identity()}
+        noise, seed = params.train.autoencoder.noise, params.base.seed
+        rows = split_tasks(view.pairing, data.embeddings, parts, noise, seed)
+        train = rows["train"]
+        if view.pairing.noisy:  # a ridge *denoiser*: fitted on noisy inputs, as the cube was trained
+            train = TaskData(corrupt(train.inputs, noise, torch.Generator().manual_seed(seed)), train.targets,
+                             train.target_ids)
+        bank = AnswerBank(train.target_ids, data.embeddings, data.texts)
+        models = {"cube": view.module(model), "identity": Identity(),
+                  "ridge": fit_ridge(train, params.evaluate.ridge_alphas, seed)[0]}
         out[view.name] = {
             name: {split: score_model(predict(module, rows[split].inputs), rows[split], bank, data.texts,
                                       params.evaluate.recall_at)[0] for split in names[1:]}

@@ -164,7 +164,7 @@ def test_train_and_evaluate_report_the_modes_views(tmp_path, on_disk, name, view
     scores, _ = evaluate(p, on_disk / "extract", on_disk / "split", tmp_path / "model")
     assert scores["setup"]["mode"] == name
     assert models(scores) == ["cube", "identity", "mean", "ridge", "mlp"]  # the review report's model list
-    assert set(scores["views"][view]) == {"cube", "identity"}
+    assert set(scores["views"][view]) == {"cube", "identity", "ridge"}
     assert {"cosine", "mrr", "recall@1"} <= set(scores["views"][view]["cube"]["val"])
     if name == "dual":  # reconstruction rows are validation texts, none of them a training text
         assert scores["views"][view]["cube"]["val"]["candidates"] == 30
