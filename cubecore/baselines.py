@@ -19,6 +19,7 @@ from torch import nn
 
 from cubecore.config import TrainParams
 from cubecore.modelcache import cached_fit
+from cubecore.modes import get_mode
 from cubecore.tasks import TaskData
 from cubecore.trainer import Trainer, seed_everything
 
@@ -122,24 +123,26 @@ class ResidualMLP(nn.Module):
         return max(1, round((parameters - dim) / (2 * dim + 1)))
 
 
-def fit_trained(model: nn.Module, train: TaskData, val: TaskData, mode: str, params: TrainParams,
+def fit_trained(model: nn.Module, train: TaskData, val: TaskData, params: TrainParams,
                 seed: int, key: str, name: str) -> dict:
-    """Train ``model`` like the cube (same loss, epochs, early stopping on ``val``), or load
-    it from the baseline cache when this exact training already ran (``cubecore.modelcache``)."""
+    """Train ``model`` like the cube (same loss, epochs, early stopping on ``val``) in
+    ``train.mode``'s baseline mode, or load it from the baseline cache when this exact
+    training already ran (``cubecore.modelcache``)."""
+    mode = get_mode(params.mode).baseline
     return cached_fit(model, name, params, seed, train, val,
-                      lambda: Trainer(model, params, seed, key, name=name).fit(train, val, mode, progress=False))
+                      lambda: Trainer(model, params, seed, key, name=name, mode=mode).fit(train, val, progress=False))
 
 
-def fit_baselines(train: TaskData, val: TaskData, mode: str, params: TrainParams, alphas: list[float],
+def fit_baselines(train: TaskData, val: TaskData, params: TrainParams, alphas: list[float],
                   seed: int, cube_parameters: int, key: str) -> tuple[dict[str, nn.Module], dict]:
     """Every baseline fitted on ``train`` (the trained ones early-stop on ``val``, as the cube does)."""
     dim = train.inputs.shape[1]
     ridge, alpha = fit_ridge(train, alphas, seed)
     seed_everything(seed)
     mlp = ResidualMLP(dim, ResidualMLP.hidden_for(dim, cube_parameters))
-    fit_trained(mlp, train, val, mode, params, seed, f"mlp-{key}", "mlp")
+    fit_trained(mlp, train, val, params, seed, f"mlp-{key}", "mlp")
     linear = LinearMap(dim)
-    linear_run = fit_trained(linear, train, val, mode, params, seed, f"linear-{key}", "linear")
+    linear_run = fit_trained(linear, train, val, params, seed, f"linear-{key}", "linear")
     models = {"identity": Identity(), "mean": MeanTarget(train.targets), "ridge": ridge, "linear": linear,
               "mlp": mlp}
     info = {"ridge_alpha": alpha, "mlp_parameters": sum(p.numel() for p in mlp.parameters()),

@@ -94,11 +94,39 @@ class LossParams:
     temperature: float = 0.05
     queue_size: int = 0
     learn_temperature: bool = False
+    distill: float = 0.0                # similarity distillation (cubecore.distillation); 0 = off
+    distill_temperature: float = 3.0
 
 
 @dataclass
 class AutoencoderParams:
     noise: float = 0.5
+
+
+@dataclass
+class DualParams:
+    balancing: str = "fixed"            # fixed | alternate | adaptive (cubecore.modes.dual)
+    dialogue_weight: float = 1.0
+    autoencoder_weight: float = 1.0
+    switch_every: int = 50              # alternate: steps per objective
+
+
+@dataclass
+class BidirectionalParams:
+    cycle: float = 0.5                  # weight of the cycle terms Q->A->Q ~ Q and A->Q->A ~ A
+
+
+@dataclass
+class CurriculumParams:
+    schedule: str = "none"              # none | linear (cubecore.curriculum)
+    start_fraction: float = 0.3         # share of the easiest rows in the first epoch
+    ramp_fraction: float = 0.5          # share of train.epochs over which the rest are phased in
+
+
+@dataclass
+class PretrainParams:
+    epochs: int = 40                    # the `pretrain` stage: the cube as a denoising autoencoder
+    lr: float = 0.001                   # the seed's autoencoder learning rate
 
 
 @dataclass
@@ -114,8 +142,14 @@ class TrainParams:
     patience: int = 8
     monitor: str = "val_loss"
     target_cosine: float = 0.8
+    memory_limit_gb: float = 8.0        # the seed's memory_limit_gb: reported as within_memory_limit
     loss: LossParams = field(default_factory=LossParams)
     autoencoder: AutoencoderParams = field(default_factory=AutoencoderParams)
+    dual: DualParams = field(default_factory=DualParams)
+    bidirectional: BidirectionalParams = field(default_factory=BidirectionalParams)
+    curriculum: CurriculumParams = field(default_factory=CurriculumParams)
+    init: str = "scratch"               # scratch | pretrain (start from the `pretrain` stage's weights)
+    pretrain: PretrainParams = field(default_factory=PretrainParams)
     resume: bool = True
     checkpoint_dir: str = ".cache/checkpoints"
     threads: int = 0
@@ -129,6 +163,8 @@ class EvaluateParams:
     blend_weights: list[float] = field(default_factory=lambda: [i / 10 for i in range(11)])
     bootstrap: int = 1000
     require: list[str] = field(default_factory=list)
+    bleu_target: float = 0.4            # the seed's bleu_threshold, reported in metrics `targets`
+    reconstruction_target: float = 0.95  # the seed's autoencoder similarity_threshold, reported
 
 
 @dataclass
@@ -153,7 +189,10 @@ CHOICES = {
     "cube.boundary": ("walls", "periodic"),
     "cube.update": ("residual", "gated"),
     "cube.placement": ("reshape", "learned"),
-    "train.mode": ("dialogue", "autoencoder"),
+    "train.mode": ("dialogue", "autoencoder", "dual", "bidirectional"),  # = cubecore.modes.MODES (tested)
+    "train.dual.balancing": ("fixed", "alternate", "adaptive"),
+    "train.curriculum.schedule": ("none", "linear"),
+    "train.init": ("scratch", "pretrain"),
     "train.schedule": ("cosine", "plateau"),
     "train.precision": ("fp32", "bf16"),
     "train.monitor": ("val_loss", "val_cosine", "val_mrr"),
@@ -238,6 +277,19 @@ RANGES = {
     "train.threads": (0, INF, True, False),
     "evaluate.recall_at": (1, INF, True, False),
     "train.loss.queue_size": (0, INF, True, False),
+    "train.loss.distill": (0, INF, True, False),
+    "train.loss.distill_temperature": (0, INF, False, False),
+    "train.dual.dialogue_weight": (0, INF, True, False),
+    "train.dual.autoencoder_weight": (0, INF, True, False),
+    "train.dual.switch_every": (1, INF, True, False),
+    "train.bidirectional.cycle": (0, INF, True, False),
+    "train.curriculum.start_fraction": (0, 1, False, True),
+    "train.curriculum.ramp_fraction": (0, 1, False, True),
+    "train.pretrain.epochs": (1, INF, True, False),
+    "train.pretrain.lr": (0, INF, False, False),
+    "train.memory_limit_gb": (0, INF, False, False),
+    "evaluate.bleu_target": (0, 1, True, True),
+    "evaluate.reconstruction_target": (-1, 1, True, True),
     "evaluate.ridge_alphas": (0, INF, False, False),
     "evaluate.blend_weights": (0, 1, True, True),
     "evaluate.bootstrap": (100, INF, True, False),
@@ -291,8 +343,10 @@ def _validate(p: Params) -> None:
         (p.filter.answer_min_chars <= p.filter.answer_max_chars,
          f"filter.answer_min_chars ({p.filter.answer_min_chars}) must be <= filter.answer_max_chars "
          f"({p.filter.answer_max_chars})"),
-        (p.train.loss.cosine + p.train.loss.mse + p.train.loss.infonce > 0,
-         "train.loss: at least one of cosine, mse, infonce must be > 0"),
+        (p.train.loss.cosine + p.train.loss.mse + p.train.loss.infonce + p.train.loss.distill > 0,
+         "train.loss: at least one of cosine, mse, infonce, distill must be > 0"),
+        (p.train.dual.dialogue_weight + p.train.dual.autoencoder_weight > 0,
+         "train.dual: dialogue_weight + autoencoder_weight must be > 0"),
         (p.data.source != "files" or bool(p.data.files.paths), "data.files.paths is empty but data.source is 'files'"),
         (bool(p.evaluate.blend_weights), "evaluate.blend_weights must not be empty"),
     ]

@@ -27,13 +27,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cubecore.baselines import blend_family, fit_baselines
+from cubecore import artifacts
+from cubecore.baselines import Identity, blend_family, fit_baselines, fit_ridge
 from cubecore.bootstrap import LEVEL, interval, resample_means
 from cubecore.config import Params, as_dict
 from cubecore.frontier import frontier_report, margin
 from cubecore.lineup import BASELINES, HEADLINE, INTERVALS, MODELS
 from cubecore.metrics import cosine, retrieval_summary, target_ranks, text_scores
-from cubecore.tasks import TaskData
+from cubecore.modes import get_mode
+from cubecore.targets import seed_targets
+from cubecore.tasks import TaskData, corrupt, split_tasks
 from cubecore.trainer import predict, run_key
 from cubecore.training import load_model, load_split
 
@@ -81,6 +84,40 @@ def rounded(scores: dict) -> dict:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}
 
 
+def score(pred: torch.Tensor, rows: TaskData, bank: AnswerBank, texts: list[str],
+          recall_at: list[int]) -> tuple[dict, dict[str, np.ndarray]]:
+    """One model's metrics on one split (rounded), and its per-row values."""
+    values = per_row(pred, rows)
+    references = [texts[i] for i in rows.target_ids]
+    metrics = rounded({**summary(values, recall_at), "candidates": len(np.unique(rows.target_ids)),
+                       **text_scores(bank.decode(pred), references)})
+    return metrics, values
+
+
+def score_views(model, mode, data, split_dir: str | Path, names: list[str], params: Params) -> dict:
+    """The mode's further views (e.g. ``dual``'s reconstruction): per view name, the model,
+    ``identity`` (the input itself) and ``ridge`` (fitted on the view's training rows, on noisy
+    inputs where the view is noisy) per evaluated split, answers decoded through the view's own
+    training targets."""
+    parts = {name: artifacts.read_pairs(Path(split_dir) / f"{name}.tsv") for name in names}
+    out = {}
+    for view in mode.views:
+        noise, seed = params.train.autoencoder.noise, params.base.seed
+        rows = split_tasks(view.pairing, data.embeddings, parts, noise, seed)
+        train = rows["train"]
+        if view.pairing.noisy:  # a ridge *denoiser*: fitted on noisy inputs, as the cube was trained
+            train = TaskData(corrupt(train.inputs, noise, torch.Generator().manual_seed(seed)), train.targets,
+                             train.target_ids)
+        bank = AnswerBank(train.target_ids, data.embeddings, data.texts)
+        models = {"cube": view.module(model), "identity": Identity(),
+                  "ridge": fit_ridge(train, params.evaluate.ridge_alphas, seed)[0]}
+        out[view.name] = {
+            name: {split: score(predict(module, rows[split].inputs), rows[split], bank, data.texts,
+                                params.evaluate.recall_at)[0] for split in names[1:]}
+            for name, module in models.items()}
+    return out
+
+
 def points(values: dict[str, dict], names) -> dict[str, tuple[float, float]]:
     return {n: (float(values[n]["cosine"].mean()), float(values[n]["mrr"].mean())) for n in names}
 
@@ -107,13 +144,13 @@ def confidence(values: dict[str, dict], best: dict[str, str], point_names: list[
 def evaluate(params: Params, data_dir: str | Path, split_dir: str | Path, model_dir: str | Path) -> tuple[dict, dict]:
     """Metrics per model and split, and what the plots need (per-row cosine, recall curves)."""
     cube, info = load_model(model_dir)
-    mode, seed, recall_at = info["mode"], params.base.seed, params.evaluate.recall_at
+    mode, seed, recall_at = get_mode(info["mode"]), params.base.seed, params.evaluate.recall_at
     names = ["train", "val"] + (["test"] if params.split.test_fraction > 0 else [])
-    data, splits = load_split(data_dir, split_dir, mode, params.train.autoencoder.noise, seed, names)
+    data, splits = load_split(data_dir, split_dir, mode.pairing, params.train.autoencoder.noise, seed, names)
     train = splits["train"]
     key = run_key("baselines", as_dict(params.train), seed, cube.parameter_count(),
                   train.inputs, splits["val"].targets)
-    models, fitted = fit_baselines(train, splits["val"], mode, params.train, params.evaluate.ridge_alphas,
+    models, fitted = fit_baselines(train, splits["val"], params.train, params.evaluate.ridge_alphas,
                                    seed, cube.parameter_count(), key)
     family = blend_family(models["ridge"], params.evaluate.blend_weights)
     models = {"cube": cube, **models}
@@ -129,13 +166,10 @@ def evaluate(params: Params, data_dir: str | Path, split_dir: str | Path, model_
         if split == "val":
             chosen = max(family, key=lambda n: values["val"][n]["cosine"].mean() + values["val"][n]["mrr"].mean())
             models["blend"] = family[chosen]
-        references = [data.texts[i] for i in rows.target_ids]
         candidates = len(np.unique(rows.target_ids))
         for name in MODELS:
-            pred = predict(models[name], rows.inputs)
-            values[split][name] = per_row(pred, rows)
-            metrics[name][split] = rounded({**summary(values[split][name], recall_at), "candidates": candidates,
-                                            **text_scores(bank.decode(pred), references)})
+            metrics[name][split], values[split][name] = score(predict(models[name], rows.inputs), rows, bank,
+                                                             data.texts, recall_at)
         trivial[split] = {f"recall@{k}": k >= candidates for k in recall_at}
         if any(trivial[split].values()):
             log.warning("evaluate: %s has %d candidates, so %s is 1 for every model (trivial)", split,
@@ -150,7 +184,10 @@ def evaluate(params: Params, data_dir: str | Path, split_dir: str | Path, model_
     report = evaluated[-1]
     metrics["confidence"] = {"split": report, "level": LEVEL, "resamples": params.evaluate.bootstrap, "seed": seed,
                              **confidence(values[report], best, point_names, params.evaluate.bootstrap, seed)}
-    metrics["setup"] = {"mode": mode, "cube_parameters": cube.parameter_count(), **fitted,
+    if mode.views:
+        metrics["views"] = score_views(cube, mode, data, split_dir, names, params)
+    metrics["targets"] = seed_targets(metrics, mode, params.evaluate)
+    metrics["setup"] = {"mode": mode.name, "cube_parameters": cube.parameter_count(), **fitted,
                         "blend_weight": models["blend"].a, "best_baseline": best, "report_split": report,
                         "trivial_recall": trivial,
                         "answer_bank": len(bank.texts), **{f"{s}_rows": len(splits[s]) for s in names}}

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cubecore.config import LossParams
+from cubecore.distillation import similarity_distillation_loss
 
 TEMPERATURE_RANGE = (0.01, 1.0)  # a learned temperature is clamped to this range
 SAME = 1 - 1e-6                  # cosine above which two targets count as the same text
@@ -55,6 +56,8 @@ def combined_loss(pred: torch.Tensor, target: torch.Tensor, weights: LossParams,
     if weights.infonce:
         tau = weights.temperature if temperature is None else temperature
         terms["infonce"] = (weights.infonce, info_nce_loss(pred, target, tau, negatives))
+    if weights.distill:
+        terms["distill"] = (weights.distill, similarity_distillation_loss(pred, target, weights.distill_temperature))
     total = sum(w * value for w, value in terms.values())
     return total, {name: float(value.detach()) for name, (_, value) in terms.items()}
 

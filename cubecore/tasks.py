@@ -1,15 +1,16 @@
-"""Training modes as data pairings: what goes into the cube and what should come out.
+"""Pairings: which embeddings go into a model and which should come out, per split.
 
-- ``dialogue``: question embedding -> answer embedding, one row per pair.
-- ``autoencoder``: each distinct text -> itself, from an input corrupted with Gaussian noise
+- ``DIALOGUE``: question embedding -> answer embedding, one row per pair.
+- ``AUTOENCODER``: each distinct text -> itself, from an input corrupted with Gaussian noise
   of ``noise`` x the embedding's norm (so the identity map is not a free answer). A text of
   the training split is never a validation or test row (a text may sit in pairs on both sides).
 
-A new mode is a new pairing here plus a loss, not a new trainer.
+A training mode (``cubecore.modes``) picks a pairing and a loss; nothing here knows modes.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -30,6 +31,26 @@ class TaskData:
         return len(self.inputs)
 
 
+def pair_texts(pairs: Pairs) -> np.ndarray:
+    """The distinct text ids of some pairs (questions and answers)."""
+    return np.unique(np.concatenate([pairs.question_id, pairs.answer_id]))
+
+
+@dataclass(frozen=True)
+class Pairing:
+    name: str
+    ids: Callable[[Pairs, np.ndarray], tuple[np.ndarray, np.ndarray]]  # (pairs, excluded ids) -> input, target ids
+    noisy: bool      # inputs are corrupted (per batch in training, once per split otherwise)
+    disjoint: bool   # a split's rows leave out the texts of the splits before it
+    unit: str        # what a row is, for error messages
+
+
+DIALOGUE = Pairing("dialogue", lambda pairs, exclude: (pairs.question_id, pairs.answer_id),
+                   noisy=False, disjoint=False, unit="pairs")
+AUTOENCODER = Pairing("autoencoder", lambda pairs, exclude: (ids := np.setdiff1d(pair_texts(pairs), exclude), ids),
+                      noisy=True, disjoint=True, unit="texts not in an earlier split")
+
+
 def corrupt(x: torch.Tensor, noise: float, generator: torch.Generator) -> torch.Tensor:
     """``x`` plus Gaussian noise whose expected norm is ``noise`` x the row's norm."""
     if noise == 0:
@@ -38,46 +59,33 @@ def corrupt(x: torch.Tensor, noise: float, generator: torch.Generator) -> torch.
     return x + scale * torch.randn(x.shape, generator=generator)
 
 
-def pair_texts(pairs: Pairs) -> np.ndarray:
-    """The distinct text ids of some pairs (questions and answers)."""
-    return np.unique(np.concatenate([pairs.question_id, pairs.answer_id]))
-
-
-def task_data(mode: str, embeddings: np.ndarray, pairs: Pairs, noise: float = 0.0,
+def task_data(pairing: Pairing, embeddings: np.ndarray, pairs: Pairs, noise: float = 0.0,
               seed: int | None = None, exclude: np.ndarray | None = None) -> TaskData:
-    """The rows of one split for ``mode``; with ``seed``, autoencoder inputs are corrupted
-    once with that seed (fixed validation inputs), otherwise the trainer corrupts per batch.
-    Autoencoder rows leave out the text ids in ``exclude``."""
-    if mode == "dialogue":
-        input_ids, target_ids = pairs.question_id, pairs.answer_id
-    else:
-        input_ids = target_ids = np.setdiff1d(pair_texts(pairs), exclude if exclude is not None else [])
+    """The rows of one split; with ``seed``, noisy inputs are corrupted once with that seed
+    (fixed validation inputs), otherwise the trainer corrupts per batch. Rows leave out the
+    text ids in ``exclude`` where the pairing is ``disjoint``."""
+    input_ids, target_ids = pairing.ids(pairs, exclude if exclude is not None else np.zeros(0, np.int64))
     inputs = torch.from_numpy(np.asarray(embeddings[input_ids], dtype=np.float32))
     targets = torch.from_numpy(np.asarray(embeddings[target_ids], dtype=np.float32))
-    if mode == "autoencoder" and seed is not None:
+    if pairing.noisy and seed is not None:
         inputs = corrupt(inputs, noise, torch.Generator().manual_seed(seed))
     return TaskData(inputs, targets, np.asarray(target_ids))
 
 
-def split_tasks(mode: str, embeddings: np.ndarray, parts: dict[str, Pairs], noise: float,
+def split_tasks(pairing: Pairing, embeddings: np.ndarray, parts: dict[str, Pairs], noise: float,
                 seed: int) -> dict[str, TaskData]:
-    """One TaskData per split, in the order given (train first). Autoencoder rows of a split
-    leave out every text of the splits before it, so validation and test texts are disjoint
-    from training texts. Each split's inputs after the first are corrupted with ``seed`` + its
-    position. A split with fewer than ``MIN_ROWS`` rows stops here, before any training."""
+    """One TaskData per split, in the order given (train first). Rows of a ``disjoint``
+    pairing leave out every text of the splits before it, so validation and test texts are
+    disjoint from training texts. Each split's inputs after the first are corrupted with
+    ``seed`` + its position. A split with fewer than ``MIN_ROWS`` rows stops here, before any
+    training."""
     tasks, seen = {}, np.zeros(0, np.int64)
     for offset, (name, pairs) in enumerate(parts.items()):
-        tasks[name] = task_data(mode, embeddings, pairs, noise, None if offset == 0 else seed + offset,
-                                exclude=seen if mode == "autoencoder" else None)
+        tasks[name] = task_data(pairing, embeddings, pairs, noise, None if offset == 0 else seed + offset,
+                                exclude=seen if pairing.disjoint else None)
         if len(tasks[name]) < MIN_ROWS:
-            unit = "pairs" if mode == "dialogue" else "texts not in an earlier split"
-            raise CubecoreError(f"the {name} split has {len(tasks[name])} {mode} rows ({unit}); at least "
-                                f"{MIN_ROWS} are needed: add data (data.*), loosen the filter (filter.*) "
+            raise CubecoreError(f"the {name} split has {len(tasks[name])} {pairing.name} rows ({pairing.unit}); "
+                                f"at least {MIN_ROWS} are needed: add data (data.*), loosen the filter (filter.*) "
                                 f"or change split.val_fraction / split.test_fraction")
         seen = np.union1d(seen, pair_texts(pairs))
     return tasks
-
-
-def train_noise(mode: str, noise: float) -> float:
-    """Noise the trainer adds to each training batch."""
-    return noise if mode == "autoencoder" else 0.0

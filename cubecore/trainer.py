@@ -20,14 +20,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from cubecore import curriculum
 from cubecore.checkpoints import RunDirectory
 from cubecore.config import TrainParams
 from cubecore.errors import CubecoreError
 from cubecore.losses import Objective
 from cubecore.metrics import cosine, retrieval_summary, target_ranks
+from cubecore.modes import Mode, get_mode
 from cubecore.paths import usable_dir
 from cubecore.progress import progress as progress_bar
-from cubecore.tasks import TaskData, corrupt, train_noise
+from cubecore.tasks import TaskData
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +93,15 @@ class TrainState:
 
 
 class Trainer:
-    """Trains ``model``; ``name`` (default: the model's class) labels its log lines."""
+    """Trains ``model``; ``name`` (default: the model's class) labels its log lines and ``mode``
+    (default: ``train.mode``) defines its batch loss (the baselines pass theirs)."""
 
-    def __init__(self, model: nn.Module, params: TrainParams, seed: int, key: str, name: str | None = None):
+    def __init__(self, model: nn.Module, params: TrainParams, seed: int, key: str, name: str | None = None,
+                 mode: Mode | None = None):
         self.model = model
         self.name = name or type(model).__name__
         self.params = params
+        self.mode = mode or get_mode(params.mode)
         self.seed = seed
         layout = [(name, list(tensor.shape)) for name, tensor in model.state_dict().items()]
         root = usable_dir(params.checkpoint_dir, "train.checkpoint_dir")  # fail now, not after an epoch
@@ -107,6 +112,11 @@ class Trainer:
                                             {"params": self.objective.parameters(), "weight_decay": 0.0}],
                                            lr=params.lr, weight_decay=params.weight_decay)
         self.state = TrainState()
+
+    def _objective(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """The training loss of ``pred`` against ``target``, in float32 even under bf16 autocast."""
+        with torch.autocast("cpu", enabled=False):
+            return self.objective(pred.float(), target)
 
     # --- learning rate -------------------------------------------------------------------
     def lr_at(self, step: int, total_steps: int) -> float:
@@ -166,42 +176,43 @@ class Trainer:
             row["temperature"] = float(self.objective.temperature().detach())
         return row
 
-    def fit(self, train: TaskData, val: TaskData, mode: str, live=None, progress: bool = True) -> dict:
+    def fit(self, train: TaskData, val: TaskData, live=None, progress: bool = True) -> dict:
         """Train until ``epochs`` or early stopping; leave the best weights in the model.
 
         The run directory is locked throughout: an identical run waits for this one."""
         with self.run:
-            return self._fit(train, val, mode, live, progress)
+            return self._fit(train, val, live, progress)
 
-    def _fit(self, train: TaskData, val: TaskData, mode: str, live, progress: bool) -> dict:
+    def _fit(self, train: TaskData, val: TaskData, live, progress: bool) -> dict:
         p = self.params
         resumed = self._resume()
         if live is not None:  # DVCLive's files were deleted with the stage outputs: replay
             for row in self.state.history:
                 log_epoch(live, row)
-        noise = train_noise(mode, p.autoencoder.noise)
-        steps_per_epoch = math.ceil(len(train) / p.batch_size)
-        total_steps = steps_per_epoch * p.epochs
+        hardness = curriculum.difficulty(train.inputs, train.targets)
+        total_steps = sum(math.ceil(curriculum.admitted_rows(p.curriculum, epoch, p.epochs, len(train)) / p.batch_size)
+                          for epoch in range(1, p.epochs + 1))
         samples, seconds = 0, 0.0
         self.model.train()
         while self.state.epoch < p.epochs and self.state.bad_epochs < p.patience:
             epoch = self.state.epoch + 1
             generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
             order = torch.randperm(len(train), generator=generator)
+            order = curriculum.admit(order, hardness,
+                                     curriculum.admitted_rows(p.curriculum, epoch, p.epochs, len(train)))
             started, total = time.perf_counter(), 0.0
             lr = self.lr_at(self.state.step, total_steps)  # the epoch's rate even if every batch is skipped
-            bar = progress_bar(range(0, len(train), p.batch_size), f"{self.name} epoch {epoch}/{p.epochs}",
+            bar = progress_bar(range(0, len(order), p.batch_size), f"{self.name} epoch {epoch}/{p.epochs}",
                                enabled=progress)
             for start in bar:
                 index = order[start:start + p.batch_size]
                 if len(index) < 2:
                     continue
-                x = corrupt(train.inputs[index], noise, generator)
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=p.precision == "bf16"):
-                    pred = self.model(x)
-                loss, terms = self.objective(pred.float(), train.targets[index])
+                    loss, terms = self.mode.batch_loss(self.model, train.inputs[index], train.targets[index], p,
+                                                       generator, self.state.step, self._objective)
                 if not torch.isfinite(loss):
-                    raise self._diverged(loss, terms, epoch, x, train.targets[index])
+                    raise self._diverged(loss, terms, epoch, train.inputs[index], train.targets[index])
                 lr = self.lr_at(self.state.step, total_steps)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
@@ -215,8 +226,8 @@ class Trainer:
                 total += loss.item() * len(index)
                 bar.set_postfix(loss=f"{loss.item():.4f}")
             seconds += time.perf_counter() - started
-            samples += len(train)
-            row = {"epoch": epoch, "train_loss": total / len(train), **self._validate(val), "lr": lr}
+            samples += len(order)
+            row = {"epoch": epoch, "train_loss": total / len(order), **self._validate(val), "lr": lr}
             self._end_epoch(row)
             if live is not None:
                 log_epoch(live, row)

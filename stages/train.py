@@ -8,9 +8,9 @@ from cubecore.training import train
 
 @main_guard
 def main() -> None:
-    args, params = stage_args(__doc__, "data", "split", "model", "live", "metrics", "speed")
+    args, params = stage_args(__doc__, "data", "split", "pretrained", "model", "live", "metrics", "speed")
     with Live(args.live, dvcyaml=False, save_dvc_exp=False) as live:
-        metrics, speed = train(params, args.data, args.split, args.model, live=live)
+        metrics, speed = train(params, args.data, args.split, args.model, live=live, pretrained_dir=args.pretrained)
     write_json(args.metrics, metrics)
     write_json(args.speed, speed)
 

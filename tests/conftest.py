@@ -72,7 +72,7 @@ TINY = {
     "data": {"max_pairs": 300},
     "filter": {"min_qa_similarity": 0.0, "drop_duplicates": False},
     "cube": {"channels": 4, "hidden": 8, "position_channels": 2, "steps": 1},
-    "train": {"epochs": 2, "batch_size": 32, "patience": 2},
+    "train": {"epochs": 2, "batch_size": 32, "patience": 2, "pretrain": {"epochs": 2}},
     "evaluate": {"ridge_alphas": [1.0, 10.0]},
 }
 

@@ -31,10 +31,10 @@ TRAIN = textwrap.dedent("""
         params = TrainParams(epochs=2, batch_size=32, lr=0.01, patience=5, checkpoint_dir=sys.argv[1],
                              loss=LossParams(cosine=1.0, infonce=0.0))
         cube = CubicCore(CubeParams(lattice=[4, 4, 4], channels=4, hidden=8, position_channels=2, steps=1), 64)
-        Trainer(cube, params, 0, "cube-run", name="cube").fit(rows(64, 1), rows(32, 2), "dialogue")
+        Trainer(cube, params, 0, "cube-run", name="cube").fit(rows(64, 1), rows(32, 2))
         params.batch_size = 2  # 1024 steps per epoch: a bar would redraw hundreds of times
         mlp = ResidualMLP(64, ResidualMLP.hidden_for(64, 500))
-        fit_trained(mlp, rows(2048, 1), rows(32, 2), "dialogue", params, 0, "mlp-run", "mlp")
+        fit_trained(mlp, rows(2048, 1), rows(32, 2), params, 0, "mlp-run", "mlp")
 
     main()
 """)

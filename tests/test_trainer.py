@@ -42,7 +42,7 @@ def fit(tmp_path, key="run", **changes):
     torch.manual_seed(0)
     model = CubicCore(CUBE, 64)
     trainer = Trainer(model, params(tmp_path, **changes), seed=0, key=key)
-    summary = trainer.fit(synthetic(256, 1), synthetic(64, 2), "dialogue", progress=False)
+    summary = trainer.fit(synthetic(256, 1), synthetic(64, 2), progress=False)
     return model, trainer, summary
 
 
@@ -94,7 +94,7 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_best(tmp_path):
     model = NanAfter(calls=12)  # 8 training batches + 1 validation pass per epoch
     trainer = Trainer(model, params(tmp_path), seed=0, key="nan")
     with pytest.raises(CubecoreError, match=r"epoch 2, step 12"):
-        trainer.fit(synthetic(256, 1), synthetic(64, 2), "dialogue", progress=False)
+        trainer.fit(synthetic(256, 1), synthetic(64, 2), progress=False)
     assert (trainer.directory / "best.safetensors").exists()
 
 
@@ -114,7 +114,7 @@ RESUMABLE = textwrap.dedent("""
     torch.manual_seed(0)
     model = Slow(CUBE, 64)
     trainer = Trainer(model, params(Path(sys.argv[1]), epochs=4), seed=0, key="run")
-    summary = trainer.fit(synthetic(256, 1), synthetic(64, 2), "dialogue", progress=False)
+    summary = trainer.fit(synthetic(256, 1), synthetic(64, 2), progress=False)
     print("resumed", summary["resumed"])
     print("history", trainer.state.history)
 """)
