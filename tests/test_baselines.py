@@ -62,7 +62,7 @@ def test_trained_baselines_learn_beyond_the_identity(tmp_path):
     train, val = linear_data(256, 4, noise=0.1), linear_data(64, 5, noise=0.1)
     params = TrainParams(epochs=6, batch_size=32, lr=0.01, patience=10, checkpoint_dir=str(tmp_path),
                          loss=LossParams(cosine=1.0, infonce=0.1))
-    models, info = fit_baselines(train, val, "dialogue", params, [0.1, 1.0], seed=0, cube_parameters=200, key="t")
+    models, info = fit_baselines(train, val, params, [0.1, 1.0], seed=0, cube_parameters=200, key="t")
     assert set(models) == {"identity", "mean", "ridge", "linear", "mlp"}
     assert info["linear_parameters"] == DIM * DIM + DIM
 
@@ -88,7 +88,7 @@ def test_trained_baselines_are_cached_by_what_defines_them(tmp_path, caplog):
     def fit(p):
         caplog.clear()
         with caplog.at_level(logging.INFO):
-            models, _ = fit_baselines(train, val, "dialogue", p, [1.0], seed=0, cube_parameters=200, key="t")
+            models, _ = fit_baselines(train, val, p, [1.0], seed=0, cube_parameters=200, key="t")
         epochs = sum(" epoch " in r.getMessage() for r in caplog.records)
         return models, epochs, [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
 

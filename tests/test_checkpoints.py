@@ -36,7 +36,7 @@ RUN = textwrap.dedent("""
 
     torch.manual_seed(0)
     trainer = Trainer(Held(CUBE, 64), params(Path(sys.argv[1]), epochs=3), seed=0, key="run")
-    summary = trainer.fit(synthetic(256, 1), synthetic(64, 2), "dialogue", progress=False)
+    summary = trainer.fit(synthetic(256, 1), synthetic(64, 2), progress=False)
     print("resumed", summary["resumed"])
     print("history", trainer.state.history)
 """)
@@ -95,7 +95,7 @@ def killed_after_one_epoch(checkpoints: Path) -> Path:
 
     trainer._end_epoch = end_then_die
     with pytest.raises(KeyboardInterrupt):
-        trainer.fit(synthetic(256, 1), synthetic(64, 2), "dialogue", progress=False)
+        trainer.fit(synthetic(256, 1), synthetic(64, 2), progress=False)
     assert (trainer.directory / "last_state.pt").exists()
     return trainer.directory
 
@@ -143,7 +143,7 @@ def test_an_unusable_cache_dir_is_named_before_embedding(tmp_path):
 def test_nan_loss_names_the_term_the_cause_and_an_existing_checkpoint(tmp_path):
     trainer = Trainer(NanAfter(calls=12), params(tmp_path), seed=0, key="nan")  # NaN in epoch 2
     with pytest.raises(CubecoreError) as raised:
-        trainer.fit(synthetic(256, 1), synthetic(64, 2), "dialogue", progress=False)
+        trainer.fit(synthetic(256, 1), synthetic(64, 2), progress=False)
     message = str(raised.value)
     assert "epoch 2, step 12" in message and "non-finite term: cosine, infonce" in message
     assert "inputs and targets are finite" in message and "train.lr (now 0.01)" in message
@@ -154,7 +154,7 @@ def test_nan_loss_names_the_term_the_cause_and_an_existing_checkpoint(tmp_path):
 def test_nan_loss_in_the_first_epoch_names_no_checkpoint(tmp_path):
     trainer = Trainer(NanAfter(calls=2), params(tmp_path), seed=0, key="nan")
     with pytest.raises(CubecoreError) as raised:
-        trainer.fit(synthetic(256, 1), synthetic(64, 2), "dialogue", progress=False)
+        trainer.fit(synthetic(256, 1), synthetic(64, 2), progress=False)
     message = str(raised.value)
     assert "epoch 1, step 3" in message and "no checkpoint was saved" in message
     assert str(tmp_path) not in message
@@ -165,5 +165,5 @@ def test_nan_inputs_are_blamed_not_the_learning_rate(tmp_path):
     data.inputs[100] = float("nan")
     trainer = Trainer(CubicCore(CUBE, 64), params(tmp_path), seed=0, key="nan-input")
     with pytest.raises(CubecoreError, match="inputs or targets hold NaN/inf") as raised:
-        trainer.fit(data, synthetic(64, 2), "dialogue", progress=False)
+        trainer.fit(data, synthetic(64, 2), progress=False)
     assert "train.lr" not in str(raised.value)

@@ -12,8 +12,9 @@ from cubecore.config import (CHOICES, CubeParams, DualParams, EvaluateParams, Pa
                              load_params)
 from cubecore.errors import CubecoreError
 from cubecore.evaluation import evaluate
+from cubecore.lineup import MODELS
 from cubecore.losses import combined_loss, cosine_loss
-from cubecore.report import models
+from cubecore.cli.report import models
 from cubecore.modes import MODES, get_mode
 from cubecore.modes.base import pairing_loss
 from cubecore.modes.bidirectional import TwoCubes
@@ -146,7 +147,7 @@ def on_disk(tmp_path_factory):
     artifacts.write_embeddings(data / "embeddings.npy", embeddings)
     artifacts.write_json(data / "teacher.json", {"path": "synthetic"})
     ids = np.arange(n)
-    for name, rows in (("train", ids[:45]), ("val", ids[45:])):
+    for name, rows in (("train", ids[:40]), ("val", ids[40:50]), ("test", ids[50:])):
         artifacts.write_pairs(split / f"{name}.tsv", artifacts.Pairs(rows, rows + n, ["c"] * len(rows), rows * 0))
     return root
 
@@ -156,22 +157,22 @@ def test_train_and_evaluate_report_the_modes_views(tmp_path, on_disk, name, view
     p = Params(cube=dataclasses.replace(CUBE, lattice=[4, 4, 4]),
                train=TrainParams(mode=name, epochs=1, batch_size=16, lr=0.01, checkpoint_dir=str(tmp_path / "ck")))
     p.evaluate.ridge_alphas = [1.0]
-    metrics = train(p, on_disk / "extract", on_disk / "split", tmp_path / "model", progress=False)
+    metrics, speed = train(p, on_disk / "extract", on_disk / "split", tmp_path / "model", progress=False)
     assert metrics["train"]["mode"] == name
-    assert metrics["train"]["within_memory_limit"] is (metrics["train"]["peak_memory_mb"] <= 8 * 1024)
+    assert metrics["train"]["within_memory_limit"] is (speed["train"]["peak_memory_mb"] <= 8 * 1024)
     model, info = load_model(tmp_path / "model")
     assert info["mode"] == name and type(model) is type(get_mode(name).build(CUBE, 64))
     scores, _ = evaluate(p, on_disk / "extract", on_disk / "split", tmp_path / "model")
     assert scores["setup"]["mode"] == name
-    assert models(scores) == ["cube", "identity", "mean", "ridge", "mlp"]  # the review report's model list
+    assert models(scores) == list(MODELS)  # the review report's model list
     assert set(scores["views"][view]) == {"cube", "identity", "ridge"}
     assert {"cosine", "mrr", "recall@1"} <= set(scores["views"][view]["cube"]["val"])
     if name == "dual":  # reconstruction rows are validation texts, none of them a training text
-        assert scores["views"][view]["cube"]["val"]["candidates"] == 30
+        assert scores["views"][view]["cube"]["val"]["candidates"] == 20
         assert set(scores["targets"]) == {"bleu", "reconstruction_cosine"}
         assert scores["targets"]["reconstruction_cosine"]["val"]["value"] == scores["views"][view]["cube"]["val"]["cosine"]
-    else:               # the backward cube answers a -> q on the 15 validation pairs
-        assert scores["views"][view]["cube"]["val"]["candidates"] == 15
+    else:               # the backward cube answers a -> q on the 10 validation pairs
+        assert scores["views"][view]["cube"]["val"]["candidates"] == 10
         assert set(scores["targets"]) == {"bleu"}
 
 
@@ -191,13 +192,13 @@ def test_seed_thresholds_are_reported_pass_or_fail(name, expected):
 @pytest.mark.parametrize("name", ["dialogue", "bidirectional"])
 def test_train_starts_from_the_pretrained_autoencoder(tmp_path, on_disk, name):
     base = Params(cube=CUBE, train=TrainParams(epochs=1, batch_size=16, checkpoint_dir=str(tmp_path / "ck")))
-    base.train.pretrain = PretrainParams(epochs=1, lr=0.01)
-    summary = pretrain(base, on_disk / "extract", on_disk / "split", tmp_path / "pre", progress=False)
+    base.train.pretrain, base.train.init = PretrainParams(epochs=1, lr=0.01), "pretrain"
+    summary, _ = pretrain(base, on_disk / "extract", on_disk / "split", tmp_path / "pre", progress=False)
     assert summary["pretrain"]["mode"] == "autoencoder" and summary["pretrain"]["epochs_run"] == 1
     cube, _ = load_model(tmp_path / "pre")
     p = dataclasses.replace(base, train=dataclasses.replace(base.train, mode=name, init="pretrain", lr=1e-12))
-    metrics = train(p, on_disk / "extract", on_disk / "split", tmp_path / "model", progress=False,
-                    pretrained_dir=tmp_path / "pre")
+    metrics, _ = train(p, on_disk / "extract", on_disk / "split", tmp_path / "model", progress=False,
+                       pretrained_dir=tmp_path / "pre")
     assert metrics["train"]["init"] == "pretrain"
     model, _ = load_model(tmp_path / "model")
     cubes = [model] if name == "dialogue" else [model.forward_cube, model.backward_cube]
@@ -206,9 +207,16 @@ def test_train_starts_from_the_pretrained_autoencoder(tmp_path, on_disk, name):
             assert torch.allclose(trained.state_dict()[key], value, atol=1e-6), key
 
 
+def test_pretrain_is_a_cheap_no_op_for_a_cube_trained_from_scratch(tmp_path, on_disk):
+    base = Params(cube=CUBE, train=TrainParams(epochs=1, batch_size=16, checkpoint_dir=str(tmp_path / "ck")))
+    summary, _ = pretrain(base, on_disk / "extract", on_disk / "split", tmp_path / "pre", progress=False)
+    assert summary == {"pretrain": {"skipped": True}}
+    assert not (tmp_path / "pre" / "model.safetensors").exists() and (tmp_path / "pre" / "model.json").exists()
+
+
 def test_a_pretrained_cube_of_another_shape_is_refused(tmp_path, on_disk):
     base = Params(cube=CUBE, train=TrainParams(epochs=1, batch_size=16, checkpoint_dir=str(tmp_path / "ck")))
-    base.train.pretrain = PretrainParams(epochs=1)
+    base.train.pretrain, base.train.init = PretrainParams(epochs=1), "pretrain"
     pretrain(base, on_disk / "extract", on_disk / "split", tmp_path / "pre", progress=False)
     other = dataclasses.replace(base, cube=dataclasses.replace(CUBE, channels=5),
                                 train=dataclasses.replace(base.train, init="pretrain"))
@@ -220,8 +228,8 @@ def test_a_pretrained_cube_of_another_shape_is_refused(tmp_path, on_disk):
 @pytest.mark.parametrize("setting, message", [
     ("mode: triple", "train.mode must be one of dialogue | autoencoder | dual | bidirectional, got 'triple'"),
     ("dual: {balancing: random}", "train.dual.balancing must be one of fixed | alternate | adaptive"),
-    ("curriculum: {schedule: linear, start_fraction: 0}", "train.curriculum.start_fraction is out of range"),
-    ("loss: {distill_temperature: 0}", "train.loss.distill_temperature is out of range"),
+    ("curriculum: {schedule: linear, start_fraction: 0}", "train.curriculum.start_fraction must be in (0, 1], got 0.0"),
+    ("loss: {distill_temperature: 0}", "train.loss.distill_temperature must be > 0, got 0"),
     ("init: warm", "train.init must be one of scratch | pretrain"),
 ])
 def test_a_bad_mode_setting_names_its_param(tmp_path, setting, message):

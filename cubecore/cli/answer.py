@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> None:
     from cubecore import artifacts
     from cubecore.config import TeacherParams
     from cubecore.evaluation import AnswerBank
+    from cubecore.modes import get_mode
     from cubecore.tasks import task_data
     from cubecore.teacher import Teacher
     from cubecore.training import load_model
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> None:
     pairs = artifacts.read_pairs(path)
     if len(pairs) == 0:
         raise CubecoreError(f"{path}: no pairs, so no answers to choose from")
-    bank = AnswerBank(task_data(info["mode"], data.embeddings, pairs).target_ids, data.embeddings, data.texts)
+    bank = AnswerBank(task_data(get_mode(info["mode"]).pairing, data.embeddings, pairs).target_ids, data.embeddings, data.texts)
     if args.top_k > len(bank.texts):
         log.warning("the %s split has %d distinct answers; printing all of them", args.split, len(bank.texts))
     tokens = teacher.token_count(args.text)

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 EVAL = "metrics/eval.json"
 PLOTS = "plots"
 SUMMARIES = ("frontier", "cube_vs_best_baseline")  # eval.json keys about the cube, not models
-NOT_MODELS = (*SUMMARIES, "setup", "views", "targets")  # views/targets: see evaluation.py, targets.py
+NOT_MODELS = (*SUMMARIES, "confidence", "setup", "views", "targets")  # views/targets: see evaluation.py, targets.py
 
 
 def dvc(*args: str) -> str:
