@@ -40,6 +40,15 @@ def retrieval_summary(ranks: torch.Tensor, recall_at: list[int]) -> dict:
     return summary
 
 
+def prediction_scores(pred: torch.Tensor, targets: torch.Tensor, target_ids: np.ndarray,
+                      recall_at=(1, 5, 10)) -> dict:
+    """Cosine to the target and retrieval of the target among the rows' distinct targets."""
+    ranks, candidates = target_ranks(pred, targets, target_ids)
+    cos = cosine(pred, targets)
+    return {"cosine": float(cos.mean()), "cosine_median": float(cos.median()),
+            **retrieval_summary(ranks, list(recall_at)), "candidates": candidates}
+
+
 def candidate_index(target_ids: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
     """For rows with these target ids: the first row of each distinct target (the candidate
     set) and each row's position in that set."""

@@ -25,7 +25,7 @@ from cubecore.checkpoints import RunDirectory
 from cubecore.config import TrainParams
 from cubecore.errors import CubecoreError
 from cubecore.losses import Objective
-from cubecore.metrics import cosine, retrieval_summary, target_ranks
+from cubecore.metrics import prediction_scores
 from cubecore.modes import Mode, get_mode
 from cubecore.paths import usable_dir
 from cubecore.progress import progress as progress_bar
@@ -63,14 +63,6 @@ def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int = 1024) -> t
     out = torch.cat([model(inputs[i:i + batch_size]) for i in range(0, len(inputs), batch_size)])
     model.train(was_training)
     return out
-
-
-def evaluate_predictions(pred: torch.Tensor, data: TaskData, recall_at=(1, 5, 10)) -> dict:
-    """Cosine to the target and retrieval of the target among the split's distinct targets."""
-    ranks, candidates = target_ranks(pred, data.targets, data.target_ids)
-    cos = cosine(pred, data.targets)
-    return {"cosine": float(cos.mean()), "cosine_median": float(cos.median()),
-            **retrieval_summary(ranks, list(recall_at)), "candidates": candidates}
 
 
 def log_epoch(live, row: dict) -> None:
@@ -169,7 +161,7 @@ class Trainer:
 
     def _validate(self, val: TaskData) -> dict:
         pred = predict(self.model, val.inputs)
-        scores = evaluate_predictions(pred, val)
+        scores = prediction_scores(pred, val.targets, val.target_ids)
         row = {"val_loss": self.objective.batched(pred, val.targets, self.params.batch_size),
                "val_cosine": scores["cosine"], "val_mrr": scores["mrr"], "val_recall@1": scores["recall@1"]}
         if self.params.loss.learn_temperature:

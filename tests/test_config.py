@@ -139,7 +139,7 @@ def test_invalid_yaml_names_the_file(tmp_path):
     ("evaluate:\n  recall_at: []\n", "evaluate.recall_at must not be empty"),
     ("base:\n  seed: -1\n", "base.seed must be in [0, 4294967295], got -1"),
     ("filter:\n  answer_min_chars: 2000\n", "filter.answer_min_chars (2000) must be <= filter.answer_max_chars (1024)"),
-    ("train:\n  loss:\n    cosine: 0\n    infonce: 0\n", "train.loss: at least one of cosine, mse, infonce must be > 0"),
+    ("train:\n  loss:\n    cosine: 0\n    infonce: 0\n", "train.loss: at least one of cosine, mse, infonce, distill must be > 0"),
 ])
 def test_range_errors_name_the_value_and_the_allowed_range(tmp_path, text, message):
     with pytest.raises(CubecoreError) as info:

@@ -81,7 +81,7 @@ def test_make_repro_from_a_plain_shell_then_noop_force_and_review(project):
     assert first["cache_misses"] > 0 and first["stage_seconds"] > 0
     assert "samples_per_second" in json.loads((root / "metrics/speed/train.json").read_text())["train"]
     results = result_files(root)
-    assert not any(word in results[name].decode() for word in ("seconds", "memory", "cache_") for name in results)
+    assert not any(word in results[name].decode() for word in ("seconds", "peak_memory", "cache_") for name in results)
     teacher = (root / "data/extract/teacher.json").read_text()
     assert str(REPO) not in teacher and "site-packages" not in teacher  # identity by content, not path
 

@@ -16,7 +16,8 @@ from cubecore.config import CubeParams, LossParams, TrainParams
 from cubecore.cube import CubicCore
 from cubecore.errors import CubecoreError
 from cubecore.tasks import TaskData
-from cubecore.trainer import Trainer, evaluate_predictions, predict
+from cubecore.metrics import prediction_scores
+from cubecore.trainer import Trainer, predict
 
 CUBE = CubeParams(lattice=[4, 4, 4], channels=6, hidden=8, position_channels=2, steps=2)
 REPO = Path(__file__).resolve().parents[1]
@@ -49,8 +50,8 @@ def fit(tmp_path, key="run", **changes):
 def test_the_cube_learns_beyond_identity_and_its_start(tmp_path):
     val = synthetic(64, 2)
     torch.manual_seed(0)
-    untrained = evaluate_predictions(predict(CubicCore(CUBE, 64), val.inputs), val)["cosine"]
-    identity = evaluate_predictions(val.inputs, val)["cosine"]
+    untrained = prediction_scores(predict(CubicCore(CUBE, 64), val.inputs), val.targets, val.target_ids)["cosine"]
+    identity = prediction_scores(val.inputs, val.targets, val.target_ids)["cosine"]
     model, trainer, summary = fit(tmp_path, epochs=8)
     assert summary["val_cosine"] > max(untrained, identity) + 0.1
     assert trainer.state.history[-1]["train_loss"] < trainer.state.history[0]["train_loss"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import logging
 import os
 import shutil
 import sys
@@ -142,7 +141,6 @@ def checks(root: Path, params_path: str, env: Mapping[str, str]):
 
 
 def run(args: argparse.Namespace) -> None:
-    logging.getLogger("cubecore").setLevel(logging.WARNING)  # the check lines are the output
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' "Loading weights" bar
     statuses = set()
     for check in checks(Path.cwd(), args.params, os.environ):
