@@ -152,7 +152,7 @@ class TrainParams:
     pretrain: PretrainParams = field(default_factory=PretrainParams)
     resume: bool = True
     checkpoint_dir: str = ".cache/checkpoints"
-    threads: int = 0
+    threads: int = 1
     precision: str = "fp32"
 
 
