@@ -45,8 +45,12 @@ out = {{"cube": scores(1.0), "identity": scores(0.0), "ridge": scores(0.25)}}
 out["cube_vs_best_baseline"] = {{s: {{m: round(out["cube"][s][m] - max(out[b][s][m] for b in ("identity", "ridge")), 4)
                                     for m in ("cosine", "mrr")}} for s in splits}}
 if {FRONTIER}:
-    out["frontier"] = {{"test": {{"dominated": lr < 0.25, "margin": {{"cosine": round(lr - 0.25, 4)}},
-                                 "ci95": {{"cosine": [round(lr - 0.3, 4), round(lr - 0.2, 4)]}}}}}}
+    out["frontier"] = {{"test": {{"dominated": lr < 0.25, "dominated_by": ["ridge"] if lr < 0.25 else [],
+                                 "margin": round(lr - 0.25, 4)}}}}
+    out["confidence"] = {{"split": "test", "level": 0.95, "cosine": {{"baseline": "ridge", "value": round(lr - 0.25, 4),
+                                                                 "low": round(lr - 0.3, 4), "high": round(lr - 0.2, 4)}},
+                         "frontier_margin": {{"value": round(lr - 0.25, 4), "low": round(lr - 0.3, 4),
+                                             "high": round(lr - 0.2, 4)}}}}
 out["setup"] = {{"mode": "dialogue"}}
 os.makedirs("metrics", exist_ok=True); os.makedirs("plots", exist_ok=True)
 json.dump(out, open("metrics/eval.json", "w"), indent=2)
@@ -117,7 +121,7 @@ def check_against_dvc(run, cwd, text, *revs):
         assert new == pytest.approx(entry["new"], abs=5e-5)
         if old is not None:
             assert change == pytest.approx(entry["diff"], abs=1e-4)
-    models = {key.split(".")[0] for key in entries} - {"cube_vs_best_baseline", "frontier", "setup"}
+    models = {key.split(".")[0] for key in entries} - {"cube_vs_best_baseline", "frontier", "confidence", "setup"}
     assert {model for _, model, _ in table} == models
     assert any(change not in (None, 0.0) for _, _, change in table.values())
     return table
@@ -137,8 +141,9 @@ def test_workspace_against_an_older_commit(repo):
     assert "train.epochs" not in text  # unchanged params stay out
     assert "- **dominated** (test): no (HEAD~1: —)" in text  # lr 0.3 >= 0.25
     # lr 0.3: interval [0.0, 0.1] touches zero; the margin is a plain number
-    assert "| frontier.test.ci95.cosine | — | [0.0000, 0.1000] within noise |" in text
-    assert "| frontier.test.margin.cosine | — | 0.0500 |" in text
+    assert ("| test: cube − best baseline, cosine (95 % interval) | — | 0.0500 (ridge) [0.0000, 0.1000] within noise |"
+            in text)
+    assert "| test: margin to the frontier | — | 0.0500 |" in text and "| test: dominated by | — | nothing |" in text
     assert "not computed by this version" not in text
     assert "![headline](plots/headline.png)" in text
 
@@ -151,8 +156,9 @@ def test_an_experiment_by_name(repo):
     table = check_against_dvc(run, root, text, "HEAD", "better")
     assert table[("test", "cube", "cosine")] == pytest.approx((0.7, 0.9, 0.2), abs=5e-5)
     assert "| train.lr | 0.2 | 0.4 |" in text
-    assert "| frontier.test.ci95.cosine | [-0.1000, 0.0000] within noise | [0.1000, 0.2000] cube ahead beyond noise |" \
-        in text
+    assert ("| test: frontier margin (95 % interval) | -0.0500 [-0.1000, 0.0000] within noise "
+            "| 0.1500 [0.1000, 0.2000] cube ahead beyond noise |") in text
+    assert "| test: dominated by | ridge | nothing |" in text
     assert "- **dominated** (test): no (HEAD: yes)" in text
     # the experiment's image, not the workspace's, is copied beside the report
     assert "![headline](exp_plots/headline.png)" in text

@@ -23,8 +23,9 @@ log = logging.getLogger(__name__)
 
 EVAL = "metrics/eval.json"
 PLOTS = "plots"
-SUMMARIES = ("frontier", "cube_vs_best_baseline")  # eval.json keys about the cube, not models
-NOT_MODELS = (*SUMMARIES, "confidence", "setup", "views", "targets")  # views/targets: see evaluation.py, targets.py
+# eval.json keys that are not models: the cube against the baselines (frontier, confidence,
+# cube_vs_best_baseline), the run's setup, a mode's further views and the seed's targets
+NOT_MODELS = ("frontier", "confidence", "cube_vs_best_baseline", "setup", "views", "targets")
 
 
 def dvc(*args: str) -> str:
@@ -150,40 +151,45 @@ def metrics_section(base: Side, new: Side) -> list[str]:
     return lines
 
 
-def is_interval(path: tuple, value) -> bool:
-    """A pair of numbers under a key like ``ci95`` or ``interval``."""
-    return (any(key.startswith("ci") or "interval" in key for key in path) and isinstance(value, list)
-            and len(value) == 2 and all(isinstance(v, (int, float)) for v in value))
+def verdict(low: float, high: float) -> str:
+    return "cube ahead beyond noise" if low > 0 else "cube behind beyond noise" if high < 0 else "within noise"
 
 
-def interval(path: tuple, value) -> str:
-    """A value's cell; an interval also says whether it excludes zero."""
-    if not is_interval(path, value):
-        return cell(value)
-    low, high = value
-    verdict = "cube ahead beyond noise" if low > 0 else "cube behind beyond noise" if high < 0 else "within noise"
-    return f"{cell(value)} {verdict}"
+def frontier_rows(evaluation: dict) -> dict[str, str]:
+    """Review rows from ``frontier`` (per split: margin, who dominates the cube), ``confidence``
+    (bootstrap intervals, with a verdict) and ``cube_vs_best_baseline``, keyed by their label."""
+    rows = {}
+    for split, report in evaluation.get("frontier", {}).items():
+        rows[f"{split}: margin to the frontier"] = cell(report.get("margin"))
+        rows[f"{split}: dominated by"] = ", ".join(report.get("dominated_by", [])) or "nothing"
+    confidence = evaluation.get("confidence", {})
+    level = f"{round(100 * confidence.get('level', 0.95))} % interval"
+    for metric, estimate in confidence.items():
+        if isinstance(estimate, dict) and {"value", "low", "high"} <= set(estimate):
+            against = f"cube − best baseline, {metric}" if "baseline" in estimate else metric.replace("_", " ")
+            who = f" ({estimate['baseline']})" if "baseline" in estimate else ""
+            rows[f"{confidence.get('split')}: {against} ({level})"] = (
+                f"{cell(estimate['value'])}{who} [{cell(estimate['low'])}, {cell(estimate['high'])}] "
+                f"{verdict(estimate['low'], estimate['high'])}")
+    for path, value in leaves(evaluation.get("cube_vs_best_baseline", {}), ("cube_vs_best_baseline",)):
+        rows[".".join(path)] = cell(value)
+    return rows
 
 
 def frontier_section(base: Side, new: Side) -> list[str]:
-    before, after = ({path: value for key in SUMMARIES if key in side.eval
-                      for path, value in leaves(side.eval[key], (key,))} for side in (base, new))
-    paths = union(after, before)
     lines = ["## The cube against the frontier", ""]
     if "frontier" not in new.eval:
         lines.append(f"- frontier and dominance: not computed by this version ({new.label}'s {EVAL} "
                      f"has no `frontier`)")
-    dominated = [path for path in after if path[0] == "frontier" and path[-1] == "dominated"]
-    for path in dominated:
-        where = ".".join(path[1:-1]) or "all splits"
-        lines.append(f"- **dominated** ({where}): {cell(after[path])} ({base.label}: {cell(before.get(path))})")
-    if "frontier" in new.eval and not dominated:
-        lines.append("- dominated: not reported by this version")
-    if not any(is_interval(path, side.get(path)) for side in (before, after) for path in paths):
+    for split, report in new.eval.get("frontier", {}).items():
+        before = base.eval.get("frontier", {}).get(split, {}).get("dominated")
+        lines.append(f"- **dominated** ({split}): {cell(report.get('dominated'))} ({base.label}: {cell(before)})")
+    if "confidence" not in new.eval:
         lines.append("- bootstrap intervals: not computed by this version")
-    if paths:
-        rows = [[".".join(path), interval(path, before.get(path)), interval(path, after.get(path))]
-                for path in paths]
+    before, after = frontier_rows(base.eval), frontier_rows(new.eval)
+    labels = union(after, before)
+    if labels:
+        rows = [[label, before.get(label, cell(None)), after.get(label, cell(None))] for label in labels]
         lines += ["", *table(["quantity", base.label, new.label], rows)]
     return lines
 
