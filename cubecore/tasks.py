@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from cubecore import rows
 from cubecore.artifacts import Pairs
 from cubecore.errors import CubecoreError
 
@@ -52,8 +53,8 @@ def task_data(mode: str, embeddings: np.ndarray, pairs: Pairs, noise: float = 0.
         input_ids, target_ids = pairs.question_id, pairs.answer_id
     else:
         input_ids = target_ids = np.setdiff1d(pair_texts(pairs), exclude if exclude is not None else [])
-    inputs = torch.from_numpy(np.asarray(embeddings[input_ids], dtype=np.float32))
-    targets = torch.from_numpy(np.asarray(embeddings[target_ids], dtype=np.float32))
+    inputs = torch.from_numpy(rows.gather(embeddings, input_ids))
+    targets = torch.from_numpy(rows.gather(embeddings, target_ids))
     if mode == "autoencoder" and seed is not None:
         inputs = corrupt(inputs, noise, torch.Generator().manual_seed(seed))
     return TaskData(inputs, targets, np.asarray(target_ids))

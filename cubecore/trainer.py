@@ -44,7 +44,7 @@ def run_key(*parts) -> str:
     digest = hashlib.sha256()
     for part in parts:
         if isinstance(part, torch.Tensor):
-            digest.update(part.numpy().tobytes())
+            digest.update(part.contiguous().numpy().view(np.uint8))  # no copy of the bytes
         else:
             digest.update(json.dumps(part, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:16]
