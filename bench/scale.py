@@ -26,6 +26,7 @@ the growth factors from each size to the next. Nothing is written into the repos
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -146,7 +147,7 @@ def child(args: list[str]) -> tuple[float, float, dict]:
 
 def growth(rows: list[dict], sizes: list[int]) -> list[str]:
     lines = []
-    for a, b in zip(sizes, sizes[1:]):
+    for a, b in itertools.pairwise(sizes):
         for stage in STAGES:
             ra = next(r for r in rows if r["size"] == a and r["stage"] == stage)
             rb = next(r for r in rows if r["size"] == b and r["stage"] == stage)

@@ -64,7 +64,7 @@ class Moments:
 
     @classmethod
     def of(cls, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor | None = None,
-           chunk: int = 1 << 16) -> "Moments":
+           chunk: int = 1 << 16) -> Moments:
         """The moments of ``x[rows]``, ``y[rows]`` (all rows by default), a chunk at a time."""
         rows = torch.arange(len(x)) if rows is None else rows
         dx, dy = x.shape[1], y.shape[1]
@@ -78,7 +78,7 @@ class Moments:
             m.xy += xb.T @ yb
         return m
 
-    def __add__(self, other: "Moments") -> "Moments":
+    def __add__(self, other: Moments) -> Moments:
         return Moments(self.n + other.n, self.sx + other.sx, self.sy + other.sy, self.xx + other.xx,
                        self.xy + other.xy)
 

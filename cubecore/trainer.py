@@ -58,7 +58,11 @@ def peak_memory_mb() -> float:
 def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     was_training = model.training
     model.eval()
-    out = torch.cat([model(inputs[i:i + batch_size]) for i in range(0, len(inputs), batch_size)])
+    first = model(inputs[:batch_size])
+    out = torch.empty((len(inputs), *first.shape[1:]), dtype=first.dtype)  # filled in place: no list
+    out[:len(first)] = first                                                # of batches to concatenate
+    for i in range(batch_size, len(inputs), batch_size):
+        out[i:i + batch_size] = model(inputs[i:i + batch_size])
     model.train(was_training)
     return out
 

@@ -1,5 +1,7 @@
 """Bounded-memory reads and searches: chunked results equal the whole-matrix ones, and a
 memory-mapped matrix's pages leave the resident set once a chunk is used."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +15,7 @@ from cubecore.nearest import nearest
 
 def rss_file_kb() -> int:
     """Resident file-backed pages of this process (Linux /proc), in kB."""
-    for line in open("/proc/self/status"):
+    for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("RssFile:"):
             return int(line.split()[1])
     pytest.skip("no RssFile in /proc/self/status")
