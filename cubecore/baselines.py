@@ -13,6 +13,8 @@
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -50,28 +52,63 @@ class Linear(nn.Module):
         return x @ self.weight + self.bias
 
 
+@dataclass
+class Moments:
+    """Row count, sums and cross products (float64) of inputs ``x`` and targets ``y``: all
+    a ridge fit needs, in ``D x D`` memory whatever the number of rows."""
+
+    n: int
+    sx: torch.Tensor
+    sy: torch.Tensor
+    xx: torch.Tensor
+    xy: torch.Tensor
+
+    @classmethod
+    def of(cls, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor | None = None,
+           chunk: int = 1 << 16) -> Moments:
+        """The moments of ``x[rows]``, ``y[rows]`` (all rows by default), a chunk at a time."""
+        rows = torch.arange(len(x)) if rows is None else rows
+        dx, dy = x.shape[1], y.shape[1]
+        m = cls(len(rows), torch.zeros(dx, dtype=torch.float64), torch.zeros(dy, dtype=torch.float64),
+                torch.zeros(dx, dx, dtype=torch.float64), torch.zeros(dx, dy, dtype=torch.float64))
+        for start in range(0, len(rows), chunk):
+            xb, yb = x[rows[start:start + chunk]].double(), y[rows[start:start + chunk]].double()
+            m.sx += xb.sum(0)
+            m.sy += yb.sum(0)
+            m.xx += xb.T @ xb
+            m.xy += xb.T @ yb
+        return m
+
+    def __add__(self, other: Moments) -> Moments:
+        return Moments(self.n + other.n, self.sx + other.sx, self.sy + other.sy, self.xx + other.xx,
+                       self.xy + other.xy)
+
+    def solve(self, alpha: float) -> Linear:
+        """Least squares with an L2 penalty on the weights (not the bias), in float64."""
+        x_mean, y_mean = self.sx / self.n, self.sy / self.n
+        gram = self.xx - self.n * torch.outer(x_mean, x_mean) + alpha * torch.eye(len(x_mean), dtype=torch.float64)
+        weight = torch.linalg.solve(gram, self.xy - self.n * torch.outer(x_mean, y_mean))
+        return Linear(weight.float(), (y_mean - x_mean @ weight).float())
+
+
 def ridge_solve(x: torch.Tensor, y: torch.Tensor, alpha: float) -> Linear:
     """Least squares with an L2 penalty on the weights (not the bias), in float64."""
-    x, y = x.double(), y.double()
-    x_mean, y_mean = x.mean(0), y.mean(0)
-    xc, yc = x - x_mean, y - y_mean
-    gram = xc.T @ xc + alpha * torch.eye(x.shape[1], dtype=torch.float64)
-    weight = torch.linalg.solve(gram, xc.T @ yc)
-    return Linear(weight.float(), (y_mean - x_mean @ weight).float())
+    return Moments.of(x, y).solve(alpha)
 
 
 def fit_ridge(train: TaskData, alphas: list[float], seed: int) -> tuple[Linear, float]:
-    """Pick alpha by cosine on a held-out tenth of train, refit on all of train."""
+    """Pick alpha by cosine on a held-out tenth of train, refit on all of train (from the
+    moments of the two parts: two passes over the rows, whatever the number of alphas)."""
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
     held = order[: max(1, len(train) // 10)]
-    fit = order[max(1, len(train) // 10):]
+    fit = Moments.of(train.inputs, train.targets, order[max(1, len(train) // 10):])
+    held_inputs, held_targets = train.inputs[held], train.targets[held]
 
     def held_cosine(alpha: float) -> float:
-        model = ridge_solve(train.inputs[fit], train.targets[fit], alpha)
-        return float(F.cosine_similarity(model(train.inputs[held]), train.targets[held]).mean())
+        return float(F.cosine_similarity(fit.solve(alpha)(held_inputs), held_targets).mean())
 
     best = max(alphas, key=held_cosine)
-    return ridge_solve(train.inputs, train.targets, best), best
+    return (fit + Moments.of(train.inputs, train.targets, held)).solve(best), best
 
 
 class Blend(nn.Module):

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from cubecore import artifacts
 from cubecore.baselines import Identity, blend_family, fit_baselines, fit_ridge
@@ -35,6 +34,7 @@ from cubecore.frontier import frontier_report, margin
 from cubecore.lineup import BASELINES, HEADLINE, INTERVALS, MODELS
 from cubecore.metrics import cosine, retrieval_summary, target_ranks, text_scores
 from cubecore.modes import get_mode
+from cubecore.nearest import nearest
 from cubecore.targets import seed_targets
 from cubecore.tasks import TaskData, corrupt, split_tasks
 from cubecore.trainer import predict, run_key
@@ -44,17 +44,18 @@ log = logging.getLogger(__name__)
 
 
 class AnswerBank:
-    """Distinct texts with their embeddings; ``decode`` returns the nearest text per vector."""
+    """Distinct texts with their embeddings; ``decode`` returns the nearest text per vector.
+
+    The embeddings stay where they are (memory-mapped): each search reads them in blocks."""
 
     def __init__(self, ids: np.ndarray, embeddings: np.ndarray, texts: list[str]):
         self.ids = np.unique(ids)
-        self.vectors = F.normalize(torch.from_numpy(np.asarray(embeddings[self.ids], dtype=np.float32)), dim=-1)
+        self.embeddings = embeddings
         self.texts = [texts[i] for i in self.ids]
 
     def nearest(self, pred: torch.Tensor, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores and bank positions of the ``k`` nearest texts per row."""
-        scores = F.normalize(pred.float(), dim=-1) @ self.vectors.T
-        return scores.topk(min(k, len(self.texts)), dim=1)
+        return nearest(pred, self.embeddings, self.ids, k)
 
     def decode(self, pred: torch.Tensor) -> list[str]:
         _, index = self.nearest(pred)

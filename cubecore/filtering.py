@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cubecore import artifacts
+from cubecore import artifacts, rows
 from cubecore.config import FilterParams
 
 log = logging.getLogger(__name__)
@@ -48,10 +48,13 @@ def rule_masks(pairs: artifacts.Pairs, texts: list[str], embeddings: np.ndarray,
 
 
 def qa_cosine(pairs: artifacts.Pairs, embeddings: np.ndarray) -> np.ndarray:
-    q = np.asarray(embeddings[pairs.question_id], dtype=np.float32)
-    a = np.asarray(embeddings[pairs.answer_id], dtype=np.float32)
-    norms = np.linalg.norm(q, axis=1) * np.linalg.norm(a, axis=1)
-    return (q * a).sum(1) / np.maximum(norms, 1e-12)
+    """Teacher cosine of each pair's question and answer, read in bounded chunks (``rows``)."""
+    cosine = np.empty(len(pairs), dtype=np.float32)
+    for (start, q), (_, a) in zip(rows.chunks(embeddings, pairs.question_id),
+                                  rows.chunks(embeddings, pairs.answer_id)):
+        norms = np.linalg.norm(q, axis=1) * np.linalg.norm(a, axis=1)
+        cosine[start:start + len(q)] = (q * a).sum(1) / np.maximum(norms, 1e-12)
+    return cosine
 
 
 def filter_pairs(data_dir: str | Path, out_dir: str | Path, params: FilterParams) -> dict:

@@ -15,14 +15,20 @@ def cosine(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.cosine_similarity(pred, target, dim=-1)
 
 
+SCORES_BUDGET = 1 << 24  # score-matrix elements per chunk (64 MB of float32)
+
+
 def retrieval_ranks(pred: torch.Tensor, candidates: torch.Tensor, true_index: torch.Tensor,
-                    chunk: int = 2048) -> torch.Tensor:
+                    chunk: int | None = None) -> torch.Tensor:
     """1-based rank of each row's true candidate by cosine with the prediction.
 
     Only candidates scoring strictly higher count against a row, so ties (duplicate answer
     texts, or texts the teacher maps to the same vector) never push the true answer down.
     Pass distinct candidates: a repeated answer then occupies one slot, not several.
+    Rows are scored ``chunk`` at a time; by default as many as keep a chunk's scores within
+    ``SCORES_BUDGET`` elements, so memory does not grow with rows x candidates.
     """
+    chunk = chunk or max(1, SCORES_BUDGET // max(1, len(candidates)))
     candidates = F.normalize(candidates.float(), dim=-1)
     ranks = []
     for start in range(0, len(pred), chunk):

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from cubecore import rows
 from cubecore.artifacts import Pairs
 from cubecore.errors import CubecoreError
 
@@ -65,8 +66,8 @@ def task_data(pairing: Pairing, embeddings: np.ndarray, pairs: Pairs, noise: flo
     (fixed validation inputs), otherwise the trainer corrupts per batch. Rows leave out the
     text ids in ``exclude`` where the pairing is ``disjoint``."""
     input_ids, target_ids = pairing.ids(pairs, exclude if exclude is not None else np.zeros(0, np.int64))
-    inputs = torch.from_numpy(np.asarray(embeddings[input_ids], dtype=np.float32))
-    targets = torch.from_numpy(np.asarray(embeddings[target_ids], dtype=np.float32))
+    inputs = torch.from_numpy(rows.gather(embeddings, input_ids))
+    targets = torch.from_numpy(rows.gather(embeddings, target_ids))
     if pairing.noisy and seed is not None:
         inputs = corrupt(inputs, noise, torch.Generator().manual_seed(seed))
     return TaskData(inputs, targets, np.asarray(target_ids))

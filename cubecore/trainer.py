@@ -46,7 +46,7 @@ def run_key(*parts) -> str:
     digest = hashlib.sha256()
     for part in parts:
         if isinstance(part, torch.Tensor):
-            digest.update(part.numpy().tobytes())
+            digest.update(part.contiguous().numpy().view(np.uint8))  # no copy of the bytes
         else:
             digest.update(json.dumps(part, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:16]
@@ -60,7 +60,11 @@ def peak_memory_mb() -> float:
 def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     was_training = model.training
     model.eval()
-    out = torch.cat([model(inputs[i:i + batch_size]) for i in range(0, len(inputs), batch_size)])
+    first = model(inputs[:batch_size])
+    out = torch.empty((len(inputs), *first.shape[1:]), dtype=first.dtype)  # filled in place: no list
+    out[:len(first)] = first                                                # of batches to concatenate
+    for i in range(batch_size, len(inputs), batch_size):
+        out[i:i + batch_size] = model(inputs[i:i + batch_size])
     model.train(was_training)
     return out
 
