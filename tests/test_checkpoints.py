@@ -29,13 +29,17 @@ RUN = textwrap.dedent("""
     logging.basicConfig(level=logging.INFO)
 
     class Held(CubicCore):
-        def forward(self, x):  # waits while the hold file exists
-            while Path(sys.argv[2]).exists():
+        checkpoint = None
+
+        def forward(self, x):  # once it has a checkpoint, waits while the hold file exists
+            while Path(sys.argv[2]).exists() and self.checkpoint.exists():
                 time.sleep(0.05)
             return super().forward(x)
 
     torch.manual_seed(0)
-    trainer = Trainer(Held(CUBE, 64), params(Path(sys.argv[1]), epochs=3), seed=0, key="run")
+    model = Held(CUBE, 64)
+    trainer = Trainer(model, params(Path(sys.argv[1]), epochs=3), seed=0, key="run")
+    model.checkpoint = trainer.directory / "last_state.pt"
     summary = trainer.fit(synthetic(256, 1), synthetic(64, 2), progress=False)
     print("resumed", summary["resumed"])
     print("history", trainer.state.history)
@@ -49,13 +53,13 @@ def test_an_identical_run_waits_for_the_first_then_both_finish(tmp_path):
     shared = tmp_path / "checkpoints"
     directory = Trainer(CubicCore(CUBE, 64), params(shared), seed=0, key="run").directory
     hold = tmp_path / "hold"
+    hold.touch()  # the first run will wait inside its second epoch, holding the run directory
     first = subprocess.Popen([sys.executable, str(script), str(shared), str(hold)], cwd=REPO,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not (directory / "last_state.pt").exists() and time.time() < deadline and first.poll() is None:
         time.sleep(0.1)
     assert (directory / "last_state.pt").exists(), "the first run wrote no checkpoint"
-    hold.touch()  # the first run now waits inside its second epoch, holding the run directory
     second = subprocess.Popen([sys.executable, str(script), str(shared), str(tmp_path / "no-hold")], cwd=REPO,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = []
