@@ -91,11 +91,6 @@ class Moments:
         return Linear(weight.float(), (y_mean - x_mean @ weight).float())
 
 
-def ridge_solve(x: torch.Tensor, y: torch.Tensor, alpha: float) -> Linear:
-    """Least squares with an L2 penalty on the weights (not the bias), in float64."""
-    return Moments.of(x, y).solve(alpha)
-
-
 def fit_ridge(train: TaskData, alphas: list[float], seed: int) -> tuple[Linear, float]:
     """Pick alpha by cosine on a held-out tenth of train, refit on all of train (from the
     moments of the two parts: two passes over the rows, whatever the number of alphas)."""

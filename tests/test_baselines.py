@@ -4,7 +4,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cubecore.baselines import Blend, LinearMap, MeanTarget, blend_family, fit_baselines, fit_ridge, ridge_solve
+from cubecore.baselines import Blend, LinearMap, MeanTarget, Moments, blend_family, fit_baselines, fit_ridge
 from cubecore.config import LossParams, TrainParams
 from cubecore.tasks import TaskData
 
@@ -21,7 +21,7 @@ def linear_data(n: int, seed: int, noise: float = 0.0) -> TaskData:
 
 def test_ridge_recovers_a_known_map():
     data = linear_data(200, 0)
-    model = ridge_solve(data.inputs, data.targets, 1e-6)
+    model = Moments.of(data.inputs, data.targets).solve(1e-6)
     weight = torch.randn(DIM, DIM, generator=torch.Generator().manual_seed(7))
     assert torch.allclose(model.weight, weight, atol=1e-3)
     assert torch.allclose(model.bias, torch.full((DIM,), 0.5), atol=1e-3)
@@ -44,7 +44,7 @@ def test_mean_baseline_is_the_mean_target():
 
 
 def test_blend_mixes_unit_vectors():
-    ridge = ridge_solve(*(lambda d: (d.inputs, d.targets))(linear_data(100, 2)), 1.0)
+    ridge = Moments.of(*(lambda d: (d.inputs, d.targets))(linear_data(100, 2))).solve(1.0)
     x = torch.randn(5, DIM) * 7
     assert torch.allclose(Blend(ridge, 1.0)(x), F.normalize(x, dim=-1))
     assert torch.allclose(Blend(ridge, 0.0)(x), F.normalize(ridge(x), dim=-1), atol=1e-6)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from cubecore import artifacts, rows
-from cubecore.baselines import Moments, ridge_solve
+from cubecore.baselines import Moments
 from cubecore.metrics import retrieval_ranks
 from cubecore.nearest import nearest
 
@@ -76,4 +76,4 @@ def test_ridge_from_chunked_moments_equals_the_direct_solve():
     assert torch.allclose(chunked.weight, weight.float(), atol=1e-5)
     assert torch.allclose(chunked.bias, (yd.mean(0) - xd.mean(0) @ weight).float(), atol=1e-5)
     halves = Moments.of(x, y, torch.arange(0, 120)) + Moments.of(x, y, torch.arange(120, 300))
-    assert torch.allclose(halves.solve(2.0).weight, ridge_solve(x, y, 2.0).weight, atol=1e-6)
+    assert torch.allclose(halves.solve(2.0).weight, Moments.of(x, y).solve(2.0).weight, atol=1e-6)
