@@ -13,6 +13,7 @@ the best baseline per metric. ``eval.json`` also holds:
 - ``cube_vs_best_baseline``: cube minus that best baseline per metric (positive: the cube wins);
 - ``frontier``: per split, the Pareto frontier of all baselines (every ``blend@a`` included)
   in (cosine, MRR), whether the cube is dominated and its signed margin (``cubecore.frontier``);
+  the points themselves are plot data (``plots/frontier.csv``), so ``dvc exp show`` stays readable;
 - ``confidence``: paired-bootstrap 95 % intervals, on the report split, of cube minus best
   baseline for cosine, MRR and Recall@1, and of the frontier margin;
 - ``setup.trivial_recall_at``: per split, the cut-offs k with k >= candidates (Recall@k = 1
@@ -179,8 +180,8 @@ def evaluate(params: Params, data_dir: str | Path, split_dir: str | Path, model_
     metrics["cube_vs_best_baseline"] = {
         split: {m: round(metrics["cube"][split][m] - metrics[best[m]][split][m], 4) for m in HEADLINE}
         for split in evaluated}
-    metrics["frontier"] = {split: frontier_report(points(values[split], point_names),
-                                                  points(values[split], ["cube"])["cube"])
+    scatter = {split: points(values[split], ["cube", *point_names]) for split in evaluated}
+    metrics["frontier"] = {split: frontier_report({n: scatter[split][n] for n in point_names}, scatter[split]["cube"])
                            for split in evaluated}
     report = evaluated[-1]
     metrics["confidence"] = {"split": report, "level": LEVEL, "resamples": params.evaluate.bootstrap, "seed": seed,
@@ -194,6 +195,6 @@ def evaluate(params: Params, data_dir: str | Path, split_dir: str | Path, model_
                         "answer_bank": len(bank.texts), **{f"{s}_rows": len(splits[s]) for s in names}}
     curves = {"cosine": {n: values["val"][n]["cosine"] for n in MODELS},
               "recall": {n: recall_curve(values["val"][n]["rank"]) for n in MODELS},
-              "frontier": {"split": report, "blend": list(family), **metrics["frontier"][report]}}
+              "frontier": {"split": report, "blend": list(family), "points": scatter, **metrics["frontier"][report]}}
     log.info("evaluate (%s): %s", report, {n: metrics[n][report] for n in MODELS})
     return metrics, curves

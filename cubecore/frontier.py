@@ -46,11 +46,11 @@ def margin(cube_cos, cube_mrr, cos: np.ndarray, mrr: np.ndarray) -> np.ndarray:
 
 
 def frontier_report(points: dict[str, Point], cube: Point) -> dict:
-    """The frontier of the baseline ``points``, and where the cube stands against it."""
+    """The frontier of the baseline ``points``, and where the cube stands against it (the points
+    themselves go to the frontier plot's data, not to the metrics)."""
     cos, mrr = np.array([points[n] for n in points]).T
     return {"cube": {"cosine": round(cube[0], 4), "mrr": round(cube[1], 4)},
             "frontier": pareto_front(points),
             "dominated": any(dominates(p, cube) for p in points.values()),
             "dominated_by": [n for n, p in points.items() if dominates(p, cube)],
-            "margin": round(float(margin(cube[0], cube[1], cos, mrr)), 4),
-            "points": {n: {"cosine": round(p[0], 4), "mrr": round(p[1], 4)} for n, p in points.items()}}
+            "margin": round(float(margin(cube[0], cube[1], cos, mrr)), 4)}

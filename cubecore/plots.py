@@ -174,13 +174,19 @@ def headline_bars(metrics: dict, models, headline, path: Path, title: str, split
     return _save(fig, path)
 
 
-def frontier(report: dict, path: Path, title: str):
-    """Cosine against MRR: every baseline, the blend curve, the frontier staircase, the cube.
+def frontier(report: dict, path: Path, csv_path: Path, title: str):
+    """Cosine against MRR on the report split: every baseline, the blend curve, the frontier
+    staircase, the cube; the points also go to ``csv_path`` (model, cosine, mrr, on_frontier).
 
     The axes frame the cube, the frontier and the blend curve; baselines far outside (e.g.
     ``mean``) are listed in a note instead of squeezing the interesting region."""
-    pts = {n: (p["cosine"], p["mrr"]) for n, p in report["points"].items()}
-    cube = (report["cube"]["cosine"], report["cube"]["mrr"])
+    pts = dict(report["points"][report["split"]])
+    cube = pts.pop("cube")
+    with atomic_path(csv_path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["model", "cosine", "mrr", "on_frontier"])
+        for name, (cos, mrr) in {"cube": cube, **pts}.items():
+            writer.writerow([name, round(cos, 4), round(mrr, 4), name in report["frontier"]])
     blend = [n for n in report["blend"] if n in pts]
     framed = np.array([cube, *(pts[n] for n in report["frontier"]), *(pts[n] for n in blend)])
     low, high = framed.min(0), framed.max(0)

@@ -20,7 +20,7 @@ def main() -> None:
     plots.recall_at_k(curves["recall"], out / "recall_at_k.png", out / "recall_at_k.csv",
                       f"Retrieval of the true target among validation targets ({mode})")
     plots.headline_bars(metrics, MODELS, HEADLINE, out / "headline.png", f"Validation metrics per model ({mode})")
-    plots.frontier(curves["frontier"], out / "frontier.png",
+    plots.frontier(curves["frontier"], out / "frontier.png", out / "frontier.csv",
                    f"Cube against the baselines' frontier ({curves['frontier']['split']}, {mode})")
     gates.enforce(params.evaluate.require, params.evaluate.recall_at, metrics)
 

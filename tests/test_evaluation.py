@@ -1,5 +1,6 @@
 """Frontier, dominance and margin on hand-made points; the paired bootstrap; and one
 ``evaluate`` run on tiny synthetic data (every model, the frontier, intervals, flags)."""
+import csv
 import dataclasses
 import json
 import logging
@@ -13,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from cubecore import artifacts
+from cubecore import artifacts, plots
 from cubecore.bootstrap import interval, resample_means
 from cubecore.config import CubeParams, EvaluateParams, LossParams, Params, SplitParams, TrainParams
 from cubecore.evaluation import MODELS, evaluate
@@ -150,11 +151,11 @@ def test_recall_at_k_beyond_the_candidates_is_flagged(evaluated):
 
 
 def test_frontier_and_intervals_are_consistent(evaluated):
-    metrics, _, _ = evaluated
+    metrics, curves, _ = evaluated
     for split in ("val", "test"):
         report = metrics["frontier"][split]
-        assert set(report["points"]) == {"identity", "mean", "ridge", "linear", "mlp",
-                                         "blend@0", "blend@0.5", "blend@1"}
+        assert set(curves["frontier"]["points"][split]) == {"cube", "identity", "mean", "ridge", "linear", "mlp",
+                                                            "blend@0", "blend@0.5", "blend@1"}
         cube = (metrics["cube"][split]["cosine"], metrics["cube"][split]["mrr"])
         assert (report["cube"]["cosine"], report["cube"]["mrr"]) == cube
         assert report["dominated"] == (report["margin"] < 0 or bool(report["dominated_by"]))
@@ -177,12 +178,26 @@ def test_dvc_recall_plot_draws_every_model(repo_root):
 
 
 def test_the_blend_weight_is_chosen_on_val(evaluated):
-    metrics, _, _ = evaluated
-    points = metrics["frontier"]["val"]["points"]
-    score = {a: points[f"blend@{a:g}"]["cosine"] + points[f"blend@{a:g}"]["mrr"] for a in (0.0, 0.5, 1.0)}
-    assert score[metrics["setup"]["blend_weight"]] == pytest.approx(max(score.values()), abs=2e-4)
-    chosen = metrics["frontier"]["test"]["points"][f"blend@{metrics['setup']['blend_weight']:g}"]
-    assert (metrics["blend"]["test"]["cosine"], metrics["blend"]["test"]["mrr"]) == (chosen["cosine"], chosen["mrr"])
+    metrics, curves, _ = evaluated
+    points = curves["frontier"]["points"]
+    score = {a: sum(points["val"][f"blend@{a:g}"]) for a in (0.0, 0.5, 1.0)}
+    assert score[metrics["setup"]["blend_weight"]] == pytest.approx(max(score.values()), abs=1e-9)
+    chosen = points["test"][f"blend@{metrics['setup']['blend_weight']:g}"]
+    assert (metrics["blend"]["test"]["cosine"], metrics["blend"]["test"]["mrr"]) == pytest.approx(chosen, abs=5e-5)
+
+
+def test_the_frontier_points_are_plot_data_not_metrics(evaluated, tmp_path):
+    """eval.json keeps the verdict per split (no point list to flood `dvc exp show`); the
+    frontier CSV holds the report split's points: the cube first, the baselines, the frontier flagged."""
+    metrics, curves, _ = evaluated
+    assert set(metrics["frontier"]["test"]) == {"cube", "frontier", "dominated", "dominated_by", "margin"}
+    plots.frontier(curves["frontier"], tmp_path / "frontier.png", tmp_path / "frontier.csv", "t")
+    with open(tmp_path / "frontier.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows[0]["model"] == "cube"
+    assert float(rows[0]["mrr"]) == metrics["frontier"]["test"]["cube"]["mrr"]
+    assert {r["model"] for r in rows if r["on_frontier"] == "True"} == set(metrics["frontier"]["test"]["frontier"])
+    assert {r["model"] for r in rows} >= {"identity", "ridge", "linear", "mlp", "blend@0.5"}
 
 
 def test_changing_only_recall_at_retrains_no_baseline(synthetic, evaluated, caplog):

@@ -20,14 +20,13 @@ def results(cube=(0.60, 0.70), ridge=(0.55, 0.75), frontier_low=0.01):
     by default the cube beats ridge on cosine only, mlp on both, and is not dominated."""
     models = {"cube": cube, "identity": (0.5, 0.6), "mean": (0.2, 0.1), "ridge": ridge, "linear": (0.5, 0.6),
               "mlp": (0.58, 0.65), "blend": ridge}
-    points = {n: {"cosine": c, "mrr": m} for n, (c, m) in models.items() if n != "cube"}
     dominated_by = [n for n, (c, m) in models.items()
                     if n != "cube" and c >= cube[0] and m >= cube[1] and (c, m) != cube]
     margin = min(max(cube[0] - c, cube[1] - m) for n, (c, m) in models.items() if n != "cube")
     best = {m: max(BASELINES, key=lambda b: scores(*models[b])["test"][m])
             for m in ("cosine", "mrr", "recall@1", "bleu", "rouge_l")}
     return {**{n: scores(*v) for n, v in models.items()},
-            "frontier": {"test": {"cube": {"cosine": cube[0], "mrr": cube[1]}, "points": points,
+            "frontier": {"test": {"cube": {"cosine": cube[0], "mrr": cube[1]},
                                   "dominated": bool(dominated_by), "dominated_by": dominated_by,
                                   "margin": round(margin, 4)}},
             "confidence": {"split": "test",
