@@ -115,6 +115,12 @@ def test_make_repro_from_a_plain_shell_then_noop_force_and_review(project):
     assert "cube.val.cosine" in metrics_diff and "train.val_cosine" in metrics_diff
     table = run("dvc", "exp", "show", "--md", "--no-pager")
     assert "cube.val.mrr" in table and "0.002" in table
+    run(sys.executable, "-m", "cubecore", "experiments", "--out", "docs/experiments.md")
+    generated = (root / "docs/experiments.md").read_text()
+    evaluation = json.loads((root / "metrics/eval.json").read_text())
+    row = next(line for line in generated.splitlines() if "train.lr=0.002" in line)
+    assert "data.max_pairs=250" in row and f"| {evaluation['cube']['test']['mrr']:.4f} |" in row
+    assert "(baseline " in generated
     run("git", "add", "-A")
     run("git", "commit", "-qm", "experiment kept")
 

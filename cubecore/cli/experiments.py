@@ -1,0 +1,170 @@
+"""The sweep table: every DVC experiment of this repository against the frontier, in Markdown.
+
+    python -m cubecore experiments [--out docs/experiments.md] [--all-commits]
+
+Reads ``dvc exp show --json`` (the params and metrics DVC recorded for each baseline commit
+and its experiments; nothing is typed by hand) and writes one row per run, best frontier
+margin first: the params it changed against its baseline commit, the cube's size and its
+cosine / MRR / Recall@1 on the report split, the signed margin to the baselines' frontier
+with its bootstrap interval, what dominates it, and that run's strongest baselines. Runs of
+a mode with further views (``dual``'s reconstruction, ``bidirectional``'s backward cube) get
+a second table. Regenerating from the same experiments gives the same file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from cubecore.artifacts import atomic_path
+from cubecore.cli.report import cell, dvc, leaves, param_cell, table, verdict
+from cubecore.errors import CubecoreError
+
+log = logging.getLogger(__name__)
+
+EVAL = "metrics/eval.json"
+TRAIN = "metrics/train.json"
+NOT_PARAMS = ("base.cache_dir", "train.checkpoint_dir", "train.threads", "train.resume")  # run settings
+
+
+class Run:
+    """One baseline commit or experiment, as ``dvc exp show --json`` recorded it."""
+
+    def __init__(self, record: dict, baseline: Run | None = None):
+        data = record.get("data") or {}
+        self.rev = record.get("rev") or data.get("rev") or "?"
+        name = record.get("name") or self.rev[:7]
+        self.name = name if baseline else f"{name} (baseline {self.rev[:7]})"
+        self.baseline = baseline
+        self.params = dict(leaves(data.get("params", {}).get("params.yaml", {}).get("data", {})))
+        metrics = data.get("metrics", {})
+        self.eval = metrics.get(EVAL, {}).get("data", {})
+        self.train = metrics.get(TRAIN, {}).get("data", {}).get("train", {})
+        self.split = self.eval.get("setup", {}).get("report_split")
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.split) and "frontier" in self.eval
+
+    def changed(self) -> str:
+        """``key=value`` for each param that differs from the baseline commit's."""
+        if self.baseline is None:
+            return "— (baseline)"
+        keys = [k for k in self.params if self.params[k] != self.baseline.params.get(k)]
+        shown = [".".join(k) for k in keys if ".".join(k) not in NOT_PARAMS]
+        return ", ".join(f"{name}={param_cell(self.params[tuple(name.split('.'))])}" for name in shown) or "none"
+
+    def metric(self, model: str, name: str):
+        return self.eval.get(model, {}).get(self.split, {}).get(name)
+
+    def margin(self) -> float:
+        return self.eval["frontier"][self.split]["margin"]
+
+    def interval(self) -> tuple[float | None, float | None]:
+        """The margin's bootstrap interval (None where the run did not compute one)."""
+        estimate = self.eval.get("confidence", {}).get("frontier_margin", {})
+        return estimate.get("low"), estimate.get("high")
+
+    def verdict(self) -> str:
+        return verdict_of(self.margin(), *self.interval())
+
+    def row(self) -> list[str]:
+        setup, frontier = self.eval.get("setup", {}), self.eval["frontier"][self.split]
+        low, high = self.interval()
+        best = setup.get("best_baseline", {})
+        strongest = [f"{cell(self.metric(best[m], m))} ({best[m]})" if m in best else "—" for m in ("cosine", "mrr")]
+        return [self.name, self.changed(), cell(setup.get("cube_parameters")),
+                *(cell(self.metric("cube", m)) for m in ("cosine", "mrr", "recall@1")),
+                f"{cell(self.margin())} [{cell(low)}, {cell(high)}]",
+                self.verdict(), ", ".join(frontier.get("dominated_by", [])[:3]) or "nothing",
+                *strongest, cell(self.train.get("best_epoch")), cell(self.train.get("epochs_run"))]
+
+
+HEADER = ["run", "changed params", "cube params", "cosine", "MRR", "R@1", "frontier margin [95 % CI]",
+          "verdict", "dominated by", "best baseline cosine", "best baseline MRR", "best epoch", "epochs"]
+
+
+def verdict_of(margin: float, low: float | None, high: float | None) -> str:
+    """Outside / inside the frontier, and whether the bootstrap interval clears zero."""
+    if low is None or high is None:
+        return "outside" if margin > 0 else "inside"
+    return {"cube ahead beyond noise": "outside, beyond noise", "cube behind beyond noise": "inside, beyond noise",
+            "within noise": "on the frontier (within noise)"}[verdict(low, high)]
+
+
+def collect(records: list[dict]) -> list[Run]:
+    """Every baseline commit and experiment with an evaluation, in ``dvc exp show`` order."""
+    runs = []
+    for record in records:
+        if record.get("rev") == "workspace":
+            continue
+        baseline = Run(record)
+        runs.append(baseline)
+        for group in record.get("experiments") or []:
+            runs += [Run(rev, baseline) for rev in group.get("revs", [])]
+    return runs
+
+
+def views_table(runs: list[Run]) -> list[str]:
+    """The further views of modes that have them (e.g. reconstruction): cube, input, ridge."""
+    rows = []
+    for run in runs:
+        for view, models in run.eval.get("views", {}).items():
+            rows.append([run.name, view, *(cell(models.get(m, {}).get(run.split, {}).get(metric))
+                                           for m in ("cube", "identity", "ridge") for metric in ("cosine", "mrr"))])
+    if not rows:
+        return []
+    header = ["run", "view", "cube cosine", "cube MRR", "input cosine", "input MRR", "ridge cosine", "ridge MRR"]
+    return ["## Further views of a mode", "", *table(header, rows)]
+
+
+def summary(done: list[Run]) -> list[str]:
+    best, split = done[0], done[0].split
+    outside = [r.name for r in done if (r.interval()[0] or -1.0) > 0]
+    return [f"- Runs evaluated: {len(done)}; every figure on the report split `{split}` "
+            f"({cell(best.eval['setup'].get(f'{split}_rows'))} rows).",
+            f"- Best frontier margin: **{best.name}**, {cell(best.margin())} ({best.verdict()}).",
+            f"- Outside the frontier beyond noise: {', '.join(outside)}." if outside else
+            "- No run lies outside the frontier beyond noise."]
+
+
+def build(records: list[dict], command: str) -> str:
+    runs = collect(records)
+    done = sorted((r for r in runs if r.complete), key=lambda r: -r.margin())
+    missing = [r.name for r in runs if not r.complete]
+    if not done:
+        raise CubecoreError(f"`dvc exp show` lists no run with a complete {EVAL}; run `dvc repro` or `dvc exp run` first")
+    bases = {r.baseline.rev if r.baseline else r.rev for r in done}
+    lines = ["# Experiments", "",
+             f"Generated by `{command}` from `dvc exp show --json` (baseline commit"
+             f"{'s' if len(bases) > 1 else ''} {', '.join(sorted(b[:7] for b in bases))}); do not edit by hand.",
+             "The frontier margin is min over baselines of max(Δcosine, ΔMRR) (README, \"Results\"): > 0 outside "
+             "the baselines' frontier, < 0 dominated; its interval is the paired bootstrap's. Each run's baselines "
+             "(`linear`, `mlp`) are trained with that run's loss and budget.", "",
+             *summary(done), "", "## Runs, best margin first", "", *table(HEADER, [r.row() for r in done])]
+    views = views_table(done)
+    if views:
+        lines += ["", *views]
+    if missing:
+        lines += ["", f"Listed by DVC without a complete {EVAL} (failed, queued or running): {', '.join(missing)}."]
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> None:
+    if not Path(".dvc").is_dir():
+        raise CubecoreError(f"{Path.cwd()}: not a DVC repository; run this from the repository root")
+    flags = ["--all-commits"] if args.all_commits else []
+    records = json.loads(dvc("exp", "show", "--json", *flags) or "[]")
+    command = "python -m cubecore experiments" + (" --all-commits" if args.all_commits else "") + f" --out {args.out}"
+    out = Path(args.out)
+    with atomic_path(out) as tmp:
+        tmp.write_text(build(records, command), encoding="utf-8")
+    log.info("experiments: wrote %s", out)
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser("experiments", help="write the table of every DVC experiment against the frontier")
+    parser.add_argument("--out", default="docs/experiments.md", help="Markdown file to write (docs/experiments.md)")
+    parser.add_argument("--all-commits", action="store_true", help="every commit's experiments, not only HEAD's")
+    parser.set_defaults(run=run)
