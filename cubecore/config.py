@@ -188,7 +188,7 @@ CHOICES = {
     "cube.neighbourhood": (6, 26),
     "cube.boundary": ("walls", "periodic"),
     "cube.update": ("residual", "gated"),
-    "cube.placement": ("reshape", "learned"),
+    "cube.placement": ("reshape", "learned", "learned_skip"),
     "train.mode": ("dialogue", "autoencoder", "dual", "bidirectional"),  # = cubecore.modes.MODES (tested)
     "train.dual.balancing": ("fixed", "alternate", "adaptive"),
     "train.curriculum.schedule": ("none", "linear"),

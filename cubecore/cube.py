@@ -101,14 +101,19 @@ class ReshapePlacement(nn.Module):
 
 
 class LearnedPlacement(nn.Module):
-    """Linear maps from the embedding onto a lattice of any size, and back."""
+    """Linear maps from the embedding onto a lattice of any size, and back (``small_out``: the map
+    back starts 10x smaller than usual, for a cube that adds its output to its input)."""
 
-    def __init__(self, lattice: tuple[int, int, int], dim: int):
+    def __init__(self, lattice: tuple[int, int, int], dim: int, small_out: bool = False):
         super().__init__()
         self.lattice = lattice
         volume = math.prod(lattice)
         self.into = nn.Linear(dim, volume)
         self.out_of = nn.Linear(volume, dim)
+        if small_out:  # near the identity, yet every parameter gets a gradient from the first step
+            with torch.no_grad():
+                self.out_of.weight.mul_(0.1)
+                self.out_of.bias.zero_()
 
     def place(self, x: torch.Tensor) -> torch.Tensor:
         return self.into(x).view(x.shape[0], *self.lattice)  # [B, dim] -> [B, X, Y, Z]
@@ -164,8 +169,11 @@ class CubicCore(nn.Module):
         self.params = params
         self.dim = dim
         lattice = tuple(params.lattice)
-        placement = ReshapePlacement if params.placement == "reshape" else LearnedPlacement
-        self.placement = placement(lattice, dim)
+        self.skip = params.placement == "learned_skip"  # output = input + the lattice's correction
+        if params.placement == "reshape":
+            self.placement = ReshapePlacement(lattice, dim)
+        else:
+            self.placement = LearnedPlacement(lattice, dim, small_out=self.skip)
         self.scale = math.sqrt(dim)  # unit-norm embeddings -> about unit values per cell
         self.lift = nn.Linear(1, params.channels)
         p = params.position_channels
@@ -186,7 +194,8 @@ class CubicCore(nn.Module):
         cell_bias = self.rule.cell_bias(self.position)  # [X, Y, Z, H]
         for _ in range(self.params.steps):
             state = self.rule(state, cell_bias)
-        return self.placement.read(self.read_out(state).squeeze(-1) / self.scale)
+        out = self.placement.read(self.read_out(state).squeeze(-1) / self.scale)
+        return x + out if self.skip else out
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -203,5 +212,5 @@ class CubicCore(nn.Module):
         c, h, k = p.channels, p.hidden, len(self.rule.offsets)
         c_out = 2 * c if p.update == "gated" else c
         step = volume * (k * c * c + 2 * c * h + h * c_out)
-        placement = 2 * self.dim * volume if p.placement == "learned" else 0
+        placement = 2 * self.dim * volume if p.placement != "reshape" else 0
         return 2 * (volume * 2 * c + p.steps * step + placement)

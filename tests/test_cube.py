@@ -25,6 +25,16 @@ def test_output_has_the_teacher_dimension_for_both_placements():
     assert learned(torch.randn(5, 384)).shape == (5, 384)
 
 
+def test_learned_skip_starts_near_the_identity_and_learns_a_correction():
+    torch.manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(32, 384), dim=-1)
+    skip = CubicCore(small(placement="learned_skip", lattice=[3, 3, 2]), 384)
+    plain = CubicCore(small(placement="learned", lattice=[3, 3, 2]), 384)
+    near = torch.nn.functional.cosine_similarity(skip(x), x).min()
+    assert near > 0.9 and torch.nn.functional.cosine_similarity(plain(x), x).abs().max() < 0.5
+    assert not torch.equal(skip(x), x)  # the lattice's correction is there from the start
+
+
 def test_reshape_needs_lattice_volume_equal_to_dimension():
     with pytest.raises(CubecoreError, match=r"cube.lattice.*64 cells.*384"):
         CubicCore(small(), 384)
@@ -96,7 +106,7 @@ def test_fast_kernel_matches_the_conv_reference(neighbourhood, boundary, update,
 
 @pytest.mark.parametrize("neighbourhood,boundary,update,placement",
                          list(itertools.product((6, 26), ("walls", "periodic"), ("residual", "gated"),
-                                                ("reshape", "learned"))))
+                                                ("reshape", "learned", "learned_skip"))))
 def test_every_parameter_gets_a_gradient(neighbourhood, boundary, update, placement):
     torch.manual_seed(0)
     params = small(neighbourhood=neighbourhood, boundary=boundary, update=update, placement=placement)
@@ -150,7 +160,8 @@ def _matmul_flops_run(model: CubicCore, x: torch.Tensor) -> int:
 
 
 @pytest.mark.parametrize("changes", [{}, {"neighbourhood": 26}, {"update": "gated"},
-                                     {"placement": "learned", "lattice": [3, 4, 2]}, {"position_channels": 0}])
+                                     {"placement": "learned", "lattice": [3, 4, 2]},
+                                     {"placement": "learned_skip", "lattice": [3, 4, 2]}, {"position_channels": 0}])
 def test_flops_per_sample_counts_what_runs(changes):
     """Per sample: the matmuls that scale with the batch (only the taps used), nothing else."""
     model = CubicCore(small(**changes), 64)
