@@ -233,7 +233,7 @@ class Trainer:
             order = torch.randperm(len(train), generator=generator)
             order = curriculum.admit(order, hardness,
                                      curriculum.admitted_rows(p.curriculum, epoch, p.epochs, len(train)))
-            started, total = time.perf_counter(), 0.0
+            started, total, trained = time.perf_counter(), 0.0, 0
             lr = self.lr_at(self.state.step, total_steps)  # the epoch's rate even if every batch is skipped
             noise = group.rank_generator(generator)
             bar = progress_bar(range(0, len(order), p.batch_size), f"{self.name} epoch {epoch}/{p.epochs}",
@@ -258,14 +258,15 @@ class Trainer:
                 self.objective.enqueue(train.targets[index])  # the global batch's: the same queue on every rank
                 self.state.step += 1
                 total += loss.item() * len(rows)
+                trained += len(rows)
                 bar.set_postfix(loss=f"{loss.item():.4f}")
             seconds += time.perf_counter() - started
             samples += len(order)
             row = {"epoch": epoch, "train_loss": group.sum(total) / len(order), **self._validate(val), "lr": lr}
             self._end_epoch(row)
             if group.world > 1:
-                log.info("%s epoch %d: rank %d of %d has weights %s", self.name, epoch, group.rank, group.world,
-                         weights_digest(self.model))
+                log.info("%s epoch %d: rank %d of %d trained on %d rows, has weights %s", self.name, epoch,
+                         group.rank, group.world, trained, weights_digest(self.model))
             if live is not None:
                 log_epoch(live, row)
             if group.main:
