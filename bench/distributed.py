@@ -7,7 +7,7 @@ machine is shared). Prints per run the training samples/s (all ranks' rows, batc
 the wall time of the whole stage, and the cube's figures on val (chosen epoch) and test, then
 N processes minus 1 process. Outputs go to ``--out`` (default a temp directory).
 
-    .venv/bin/python bench/distributed.py [--processes 2] [--rounds 1] [--out DIR]
+    .venv/bin/python bench/distributed.py [--processes 2] [--rounds 1] [--set train.batch_size=256] [--out DIR]
 """
 from __future__ import annotations
 
@@ -30,12 +30,18 @@ from cubecore.training import load_model, load_split
 FIGURES = ("cosine", "mrr", "recall@1")
 
 
-def run(root: Path, processes: int, name: str) -> dict:
-    """One stage run with ``processes``; its speed, wall time and figures."""
+def run(root: Path, processes: int, name: str, changes: list[str]) -> dict:
+    """One stage run with ``processes`` (and ``changes``, ``key=value``); its speed, wall time and figures."""
     out = root / name
     out.mkdir(parents=True)
     raw = yaml.safe_load(Path("params.yaml").read_text())
-    raw["train"].setdefault("distributed", {})["processes"] = processes
+    for change in [*changes, f"train.distributed.processes={processes}"]:
+        key, _, value = change.partition("=")
+        *parents, leaf = key.split(".")
+        section = raw
+        for parent in parents:
+            section = section.setdefault(parent, {})
+        section[leaf] = yaml.safe_load(value)
     (out / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     command = [sys.executable, "-m", "stages.train", "--params", str(out / "params.yaml"), "--data", "data/extract",
                "--split", "data/split", "--pretrained", "models/pretrain", "--model", str(out / "model"),
@@ -61,10 +67,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a params.yaml change")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     root = args.out or Path(tempfile.mkdtemp(prefix="bench-distributed-"))
-    rows = [run(root, processes, f"round{r}-p{processes}") for r in range(args.rounds)
+    rows = [run(root, processes, f"round{r}-p{processes}", args.set) for r in range(args.rounds)
             for processes in (1, args.processes)]
     keys = list(rows[0])
     print("| " + " | ".join(keys) + " |")
