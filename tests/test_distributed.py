@@ -222,3 +222,23 @@ def test_a_killed_two_process_run_resumes_from_rank_0s_checkpoint(tmp_path, corp
     assert not list((tmp_path / "checkpoints").glob("*/*"))
     straight = json.loads((runs[2][0] / "train.json").read_text())
     assert json.loads((tmp_path / "train.json").read_text()) == straight
+
+
+@pytest.mark.slow
+def test_dvc_runs_the_train_stage_in_two_processes(make_project):
+    """Through real DVC: the param is a dependency of `train`, the stage runs under
+    torchrun, and DVC records rank 0's outputs (nothing left to re-run)."""
+    root, run = make_project()
+    run("dvc", "repro", "train")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"]["distributed"]["processes"] = 2
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = run("dvc", "status", "train", "evaluate")
+    assert "train.distributed" in status.split("evaluate:")[0] and "train:" in status
+    output = run("dvc", "repro", "train")
+    assert "Running stage 'train'" in output
+    assert json.loads((root / "metrics/speed/train.json").read_text())["train"]["processes"] == 2
+    assert json.loads((root / "metrics/train.json").read_text())["train"]["epochs_run"] >= 1
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    assert lock["train"]["params"]["params.yaml"]["train.distributed"] == {"processes": 2}
+    assert "Stage 'train' didn't change, skipping" in run("dvc", "repro", "train")
