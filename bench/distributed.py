@@ -48,7 +48,8 @@ def run(root: Path, processes: int, name: str, changes: list[str]) -> dict:
                "--live", str(out / "live"), "--metrics", str(out / "train.json"), "--speed", str(out / "speed.json"),
                "--allow-outside"]
     started = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=open(out / "log.txt", "w"))
+    with open(out / "log.txt", "w") as log:
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=log)
     wall = time.perf_counter() - started
     metrics = json.loads((out / "train.json").read_text())["train"]
     speed = json.loads((out / "speed.json").read_text())["train"]

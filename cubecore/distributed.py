@@ -122,16 +122,26 @@ def torchrun_command(processes: int, module: str, args: list[str]) -> list[str]:
 
 def relaunch(processes: int) -> None:
     """With ``processes > 1`` outside torchrun: run this stage (the ``__main__`` module, same
-    arguments) under torchrun, wait, and exit; otherwise return and let the caller train."""
+    arguments) under torchrun, wait, and exit; otherwise return and let the caller train.
+
+    The workers' output is passed through as it comes; when they fail, their first ``error:``
+    line ends the output, once, instead of each rank's copy and torchrun's failure report."""
     if processes == 1 or launched():
         return
     module = sys.modules["__main__"].__spec__.name
     command = torchrun_command(processes, module, sys.argv[1:])
     log.info("train: %d processes: %s", processes, shlex.join(command))
-    code = subprocess.run(command, preexec_fn=die_with_parent).returncode
-    if code:
-        raise CubecoreError(f"train: the {processes} training processes under torchrun failed (exit code {code}); "
-                            f"the first worker's error is above")
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, preexec_fn=die_with_parent) as launcher:
+        error, failing = None, False
+        for line in launcher.stderr:
+            if line.startswith("error: "):
+                error = error or line[len("error: "):].strip()
+            failing = failing or (error is not None and "torch/distributed/elastic" in line)
+            if not failing and not line.startswith("error: "):
+                sys.stderr.write(line)
+    if launcher.returncode:
+        raise CubecoreError(error or f"train: the {processes} training processes under torchrun failed "
+                                     f"(exit code {launcher.returncode}; torchrun's report is above)")
     sys.exit(0)
 
 

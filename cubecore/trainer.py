@@ -2,11 +2,13 @@
 best/last checkpoints and resume. Works for any ``nn.Module`` mapping ``[B, dim] -> [B, dim]``.
 
 Checkpoints live in ``train.checkpoint_dir/<run key>/``, locked while a process uses them
-(see cubecore/checkpoints.py). In several processes (``group``, cubecore/distributed.py) each
-rank trains on its shard of every global batch under DDP; rank 0 alone validates, checkpoints
-and logs, and shares what the other ranks need to stay in step. The run key hashes everything that defines the run, so a
+(see cubecore/checkpoints.py). The run key hashes everything that defines the run, so a
 resume never mixes two configurations; a run that finishes removes its checkpoints (the
 caller saves the model).
+
+In several processes (``group``, cubecore/distributed.py) each rank trains on its shard of
+every global batch under DDP; rank 0 alone validates, checkpoints and logs, and shares what
+the other ranks need to stay in step (the validation row, a resumed state).
 """
 from __future__ import annotations
 
@@ -123,8 +125,10 @@ class Trainer:
         self.mode = mode or get_mode(params.mode)
         self.seed = seed
         layout = [(name, list(tensor.shape)) for name, tensor in model.state_dict().items()]
-        # fail now, not after an epoch; only rank 0 writes checkpoints
-        root = usable_dir(params.checkpoint_dir, "train.checkpoint_dir") if group.main else project_path(params.checkpoint_dir)
+        if group.main:  # only rank 0 writes checkpoints
+            root = usable_dir(params.checkpoint_dir, "train.checkpoint_dir")  # fail now, not after an epoch
+        else:
+            root = project_path(params.checkpoint_dir)
         self.run = RunDirectory(root, run_key(key, layout))  # a changed model never resumes
         self.directory = self.run.path
         self.objective = Objective(params.loss)  # the temperature is not weight-decayed

@@ -88,7 +88,7 @@ def stage_command(root: Path, data: Path, split: Path) -> list[str]:
 
 
 def run_stage(root: Path, data: Path, split: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    done = subprocess.run(stage_command(root, data, split), cwd=REPO, capture_output=True, text=True,
+    done = subprocess.run(stage_command(root, data, split), check=False, cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
     return done
@@ -191,11 +191,24 @@ def test_bad_process_counts_are_refused_in_one_line(tmp_path, processes, message
 def test_a_process_count_torchrun_does_not_match_is_refused(tmp_path):
     data, split = corpus(tmp_path / "data", 40)
     params_file(tmp_path, 2)
-    done = subprocess.run(stage_command(tmp_path, data, split), cwd=REPO, capture_output=True, text=True,
+    done = subprocess.run(stage_command(tmp_path, data, split), check=False, cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, "LOCAL_RANK": "0", "RANK": "0", "WORLD_SIZE": "3"}, timeout=120)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith(
         "error: train.distributed.processes is 2 but 3 processes were started (WORLD_SIZE=3)")
+
+
+def test_a_failing_worker_ends_the_stage_with_its_error_once(tmp_path):
+    data, split = corpus(tmp_path / "data", 40)
+    (data / "texts.jsonl").unlink()
+    params_file(tmp_path, 2)
+    done = subprocess.run(stage_command(tmp_path, data, split), check=False, cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1] == f"error: {data / 'texts.jsonl'}: not found (run `dvc repro` first)", done.stderr
+    assert sum(line.startswith("error: ") for line in lines) == 1  # not once per rank
+    assert "ChildFailedError" not in done.stderr  # nor torchrun's traceback
 
 
 def test_a_killed_two_process_run_resumes_from_rank_0s_checkpoint(tmp_path, corpus_dirs, runs):
