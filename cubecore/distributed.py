@@ -74,11 +74,13 @@ class Group:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def wrap(self, module: nn.Module) -> nn.Module:
-        """``module`` under DDP (gradients averaged over the ranks in backward), or as is."""
+    def wrap(self, module: nn.Module, some_unused: bool = False) -> nn.Module:
+        """``module`` under DDP (gradients averaged over the ranks in backward), or as is.
+        ``some_unused``: a step may leave some trained parameters unused (DDP then looks for
+        them in every step's graph, rather than wait for their gradients forever)."""
         if self.world == 1:
             return module
-        return DistributedDataParallel(module)
+        return DistributedDataParallel(module, find_unused_parameters=some_unused)
 
     def rank_generator(self, generator: torch.Generator) -> torch.Generator:
         """The generator of this rank's random draws (input noise) after the shared ones (the
@@ -91,20 +93,24 @@ class Group:
 SINGLE = Group()
 
 
-def weights_digest(model: nn.Module) -> str:
-    """A short hash of ``model``'s weights (ranks in step have the same)."""
+def weights_digest(*modules: nn.Module) -> str:
+    """A short hash of the ``modules``' parameters (ranks in step have the same)."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().contiguous().numpy().tobytes())
+    for module in modules:
+        for name, tensor in module.named_parameters():
+            digest.update(name.encode())
+            digest.update(tensor.detach().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+_PRCTL = ctypes.CDLL(None).prctl if sys.platform == "linux" else None  # looked up now, not in a forked child
 
 
 def die_with_parent() -> None:
     """Have the kernel kill this process when its parent dies (Linux), so that a killed run
     leaves no worker behind (torchrun starts each in a session of its own) to finish it."""
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def launched() -> bool:
@@ -131,7 +137,8 @@ def relaunch(processes: int) -> None:
     module = sys.modules["__main__"].__spec__.name
     command = torchrun_command(processes, module, sys.argv[1:])
     log.info("train: %d processes: %s", processes, shlex.join(command))
-    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, preexec_fn=die_with_parent) as launcher:
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=die_with_parent) as launcher:  # noqa: PLW1509 (no dlopen in the child)
         error, failing = None, False
         for line in launcher.stderr:
             if line.startswith("error: "):

@@ -222,7 +222,9 @@ class Trainer:
     def _fit(self, train: TaskData, val: TaskData, live, progress: bool) -> dict:
         p, group = self.params, self.group
         resumed = self._resume()
-        batch_loss = group.wrap(BatchLoss(self.model, self.objective, self.mode, p))
+        # a learned temperature sits out the batches that use no InfoNCE (e.g. dual's autoencoder steps)
+        batch_loss = group.wrap(BatchLoss(self.model, self.objective, self.mode, p),
+                                some_unused=p.loss.learn_temperature)
         if live is not None:  # DVCLive's files were deleted with the stage outputs: replay
             for row in self.state.history:
                 log_epoch(live, row)
@@ -270,7 +272,7 @@ class Trainer:
             self._end_epoch(row)
             if group.world > 1:
                 log.info("%s epoch %d: rank %d of %d trained on %d rows, has weights %s", self.name, epoch,
-                         group.rank, group.world, trained, weights_digest(self.model))
+                         group.rank, group.world, trained, weights_digest(self.model, self.objective))
             if live is not None:
                 log_epoch(live, row)
             if group.main:

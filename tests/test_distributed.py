@@ -48,10 +48,11 @@ PAIRS = 1200
 TRAIN_ROWS = PAIRS * 8 // 10  # 960: 60 batches of 16
 
 
-def params_file(root: Path, processes: int) -> Path:
+def params_file(root: Path, processes: int, **train) -> Path:
     params = {"cube": {"lattice": [4, 4, 4], "channels": 4, "hidden": 8, "position_channels": 2, "steps": 1},
               "train": {"epochs": EPOCHS, "batch_size": 16, "lr": 0.01, "patience": 5, "warmup_fraction": 0.0,
-                        "checkpoint_dir": str(root / "checkpoints"), "distributed": {"processes": processes}}}
+                        "checkpoint_dir": str(root / "checkpoints"), "distributed": {"processes": processes},
+                        **train}}
     path = root / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
@@ -186,6 +187,19 @@ def test_a_process_count_torchrun_does_not_match_is_refused(tmp_path):
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith(
         "error: train.distributed.processes is 2 but 3 processes were started (WORLD_SIZE=3)")
+
+
+def test_a_learned_temperature_stays_in_step_through_steps_that_do_not_use_it(tmp_path):
+    """dual mode, alternating: the autoencoder steps use no InfoNCE, so the learned temperature
+    gets no gradient there (DDP must not wait for one); the queue and per-rank input noise are
+    in play too. The hashes cover the model and the loss's temperature."""
+    data, split = corpus(tmp_path / "data", 200)
+    params_file(tmp_path, 2, epochs=2, mode="dual", dual={"balancing": "alternate", "switch_every": 3},
+                loss={"learn_temperature": True, "queue_size": 32})
+    found = rank_lines(run_stage(tmp_path, data, split).stderr)
+    assert sorted(found) == [(e, r) for e in (1, 2) for r in (0, 1)]
+    assert found[1, 0] == found[1, 1] and found[2, 0] == found[2, 1]
+    assert found[1, 0] != found[2, 0]
 
 
 def test_a_failing_worker_ends_the_stage_with_its_error_once(tmp_path):
