@@ -3,8 +3,8 @@
 With ``train.distributed.processes: N > 1`` the ``train`` stage re-launches itself under
 ``torchrun`` (``python -m torch.distributed.run``): ``--standalone --nproc-per-node N`` on one
 machine, or the flags in the ``CUBECORE_TORCHRUN`` environment variable (``--nnodes``,
-``--rdzv-endpoint`` ...) across machines, so machine addresses stay out of params.yaml. It can
-also be started by ``torchrun`` directly. Every worker joins a gloo process group (training
+``--node-rank``, ``--master-addr`` ...) across machines, so machine addresses stay out of
+params.yaml. It can also be started by ``torchrun`` directly. Every worker joins a gloo process group (training
 runs on the CPU) and the trainer wraps its loss in DistributedDataParallel.
 
 Each optimiser step takes the same global batch of ``train.batch_size`` rows of the epoch's
