@@ -130,6 +130,11 @@ class PretrainParams:
 
 
 @dataclass
+class DistributedParams:
+    processes: int = 1                  # DDP training processes in all (cubecore.distributed); 1 = one plain process
+
+
+@dataclass
 class TrainParams:
     mode: str = "dialogue"
     epochs: int = 10
@@ -154,6 +159,7 @@ class TrainParams:
     checkpoint_dir: str = ".cache/checkpoints"
     threads: int = 1
     precision: str = "fp32"
+    distributed: DistributedParams = field(default_factory=DistributedParams)
 
 
 @dataclass
@@ -287,6 +293,7 @@ RANGES = {
     "train.pretrain.epochs": (1, INF, True, False),
     "train.pretrain.lr": (0, INF, False, False),
     "train.memory_limit_gb": (0, INF, False, False),
+    "train.distributed.processes": (1, INF, True, False),
     "evaluate.bleu_target": (0, 1, True, True),
     "evaluate.reconstruction_target": (-1, 1, True, True),
     "evaluate.recall_at": (1, INF, True, False),
@@ -345,6 +352,9 @@ def _validate(p: Params) -> None:
          f"({p.filter.answer_max_chars})"),
         (p.train.loss.cosine + p.train.loss.mse + p.train.loss.infonce + p.train.loss.distill > 0,
          "train.loss: at least one of cosine, mse, infonce, distill must be > 0"),
+        (p.train.batch_size >= 2 * p.train.distributed.processes,
+         f"train.batch_size ({p.train.batch_size}) must be >= 2 * train.distributed.processes "
+         f"({p.train.distributed.processes}): each process takes at least 2 rows of every batch"),
         (p.train.dual.dialogue_weight + p.train.dual.autoencoder_weight > 0,
          "train.dual: dialogue_weight + autoencoder_weight must be > 0"),
         (p.data.source != "files" or bool(p.data.files.paths), "data.files.paths is empty but data.source is 'files'"),

@@ -5,9 +5,14 @@ Checkpoints live in ``train.checkpoint_dir/<run key>/``, locked while a process 
 (see cubecore/checkpoints.py). The run key hashes everything that defines the run, so a
 resume never mixes two configurations; a run that finishes removes its checkpoints (the
 caller saves the model).
+
+In several processes (``group``, cubecore/distributed.py) each rank trains on its shard of
+every global batch under DDP; rank 0 alone validates, checkpoints and logs, and shares what
+the other ranks need to stay in step (the validation row, a resumed state).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -23,11 +28,12 @@ from torch import nn
 from cubecore import curriculum
 from cubecore.checkpoints import RunDirectory
 from cubecore.config import TrainParams
+from cubecore.distributed import SINGLE, Group, weights_digest
 from cubecore.errors import CubecoreError
 from cubecore.losses import Objective
 from cubecore.metrics import prediction_scores
 from cubecore.modes import Mode, get_mode
-from cubecore.paths import usable_dir
+from cubecore.paths import project_path, usable_dir
 from cubecore.progress import progress as progress_bar
 from cubecore.tasks import TaskData
 
@@ -77,6 +83,23 @@ def log_epoch(live, row: dict) -> None:
     live.next_step()
 
 
+class BatchLoss(nn.Module):
+    """One training batch's loss, as one module (the model and the loss's own parameters), so
+    DDP sees every parameter a batch uses, whatever the mode calls."""
+
+    def __init__(self, model: nn.Module, objective: Objective, mode: Mode, params: TrainParams):
+        super().__init__()
+        self.model, self.objective, self.mode, self.params = model, objective, mode, params
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, step: int):
+        return self.mode.batch_loss(self.model, x, y, self.params, generator, step, self._objective)
+
+    def _objective(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """The training loss of ``pred`` against ``target``, in float32 even under bf16 autocast."""
+        with torch.autocast("cpu", enabled=False):
+            return self.objective(pred.float(), target)
+
+
 @dataclass
 class TrainState:
     epoch: int = 0                      # epochs completed
@@ -89,18 +112,23 @@ class TrainState:
 
 
 class Trainer:
-    """Trains ``model``; ``name`` (default: the model's class) labels its log lines and ``mode``
-    (default: ``train.mode``) defines its batch loss (the baselines pass theirs)."""
+    """Trains ``model``; ``name`` (default: the model's class) labels its log lines, ``mode``
+    (default: ``train.mode``) defines its batch loss (the baselines pass theirs) and ``group``
+    the training processes this one belongs to (default: it alone)."""
 
     def __init__(self, model: nn.Module, params: TrainParams, seed: int, key: str, name: str | None = None,
-                 mode: Mode | None = None):
+                 mode: Mode | None = None, group: Group = SINGLE):
         self.model = model
+        self.group = group
         self.name = name or type(model).__name__
         self.params = params
         self.mode = mode or get_mode(params.mode)
         self.seed = seed
         layout = [(name, list(tensor.shape)) for name, tensor in model.state_dict().items()]
-        root = usable_dir(params.checkpoint_dir, "train.checkpoint_dir")  # fail now, not after an epoch
+        if group.main:  # only rank 0 writes checkpoints
+            root = usable_dir(params.checkpoint_dir, "train.checkpoint_dir")  # fail now, not after an epoch
+        else:
+            root = project_path(params.checkpoint_dir)
         self.run = RunDirectory(root, run_key(key, layout))  # a changed model never resumes
         self.directory = self.run.path
         self.objective = Objective(params.loss)  # the temperature is not weight-decayed
@@ -108,11 +136,6 @@ class Trainer:
                                             {"params": self.objective.parameters(), "weight_decay": 0.0}],
                                            lr=params.lr, weight_decay=params.weight_decay)
         self.state = TrainState()
-
-    def _objective(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """The training loss of ``pred`` against ``target``, in float32 even under bf16 autocast."""
-        with torch.autocast("cpu", enabled=False):
-            return self.objective(pred.float(), target)
 
     # --- learning rate -------------------------------------------------------------------
     def lr_at(self, step: int, total_steps: int) -> float:
@@ -127,14 +150,27 @@ class Trainer:
     # --- checkpoints ---------------------------------------------------------------------
     def _resume(self) -> bool:
         if not self.params.resume:
-            self.run.clear()
+            if self.group.main:
+                self.run.clear()
             return False
-        state = self.run.resume(self.model, self.optimizer, {"objective": self.objective})
+        state = self.run.resume(self.model, self.optimizer, {"objective": self.objective}) if self.group.main else None
+        if self.group.world > 1:
+            state = self._share_resumed(state)
         if state is None:
             return False
         self.state = TrainState(**state)
         log.info("resuming from %s after epoch %d", self.directory, self.state.epoch)
         return True
+
+    def _share_resumed(self, state: dict | None) -> dict | None:
+        """Rank 0's resumed state (trainer, model, optimizer, loss), loaded on every rank."""
+        modules = {"model": self.model, "optimizer": self.optimizer, "objective": self.objective}
+        shared = self.group.broadcast(None if state is None else
+                                      {"trainer": state, **{k: m.state_dict() for k, m in modules.items()}})
+        if shared is not None and not self.group.main:
+            for name, module in modules.items():
+                module.load_state_dict(shared[name])
+        return None if shared is None else shared["trainer"]
 
     def load_best(self) -> None:
         self.run.load_best(self.model)
@@ -164,6 +200,10 @@ class Trainer:
         return value > best if HIGHER_IS_BETTER[self.params.monitor] else value < best
 
     def _validate(self, val: TaskData) -> dict:
+        """The epoch's validation figures, computed by rank 0 and shared with every rank."""
+        return self.group.broadcast(self._scores(val) if self.group.main else None)
+
+    def _scores(self, val: TaskData) -> dict:
         pred = predict(self.model, val.inputs)
         scores = prediction_scores(pred, val.targets, val.target_ids)
         row = {"val_loss": self.objective.batched(pred, val.targets, self.params.batch_size),
@@ -175,13 +215,16 @@ class Trainer:
     def fit(self, train: TaskData, val: TaskData, live=None, progress: bool = True) -> dict:
         """Train until ``epochs`` or early stopping; leave the best weights in the model.
 
-        The run directory is locked throughout: an identical run waits for this one."""
-        with self.run:
+        The run directory is locked throughout (by rank 0): an identical run waits for this one."""
+        with self.run if self.group.main else contextlib.nullcontext():
             return self._fit(train, val, live, progress)
 
     def _fit(self, train: TaskData, val: TaskData, live, progress: bool) -> dict:
-        p = self.params
+        p, group = self.params, self.group
         resumed = self._resume()
+        # a learned temperature sits out the batches that use no InfoNCE (e.g. dual's autoencoder steps)
+        batch_loss = group.wrap(BatchLoss(self.model, self.objective, self.mode, p),
+                                some_unused=p.loss.learn_temperature)
         if live is not None:  # DVCLive's files were deleted with the stage outputs: replay
             for row in self.state.history:
                 log_epoch(live, row)
@@ -196,42 +239,49 @@ class Trainer:
             order = torch.randperm(len(train), generator=generator)
             order = curriculum.admit(order, hardness,
                                      curriculum.admitted_rows(p.curriculum, epoch, p.epochs, len(train)))
-            started, total = time.perf_counter(), 0.0
+            started, total, trained = time.perf_counter(), 0.0, 0
             lr = self.lr_at(self.state.step, total_steps)  # the epoch's rate even if every batch is skipped
+            noise = group.rank_generator(generator)
             bar = progress_bar(range(0, len(order), p.batch_size), f"{self.name} epoch {epoch}/{p.epochs}",
-                               enabled=progress)
+                               enabled=progress and group.main)
             for start in bar:
                 index = order[start:start + p.batch_size]
-                if len(index) < 2:
+                if len(index) < 2 * group.world:  # every rank needs 2 rows (InfoNCE): all skip alike
                     continue
+                rows = group.shard(index)
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=p.precision == "bf16"):
-                    loss, terms = self.mode.batch_loss(self.model, train.inputs[index], train.targets[index], p,
-                                                       generator, self.state.step, self._objective)
+                    loss, terms = batch_loss(train.inputs[rows], train.targets[rows], noise, self.state.step)
                 if not torch.isfinite(loss):
-                    raise self._diverged(loss, terms, epoch, train.inputs[index], train.targets[index])
+                    raise self._diverged(loss, terms, epoch, train.inputs[rows], train.targets[rows])
                 lr = self.lr_at(self.state.step, total_steps)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
+                for param_group in self.optimizer.param_groups:
+                    param_group["lr"] = lr
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                group.weighted(loss, len(rows), len(index)).backward()
                 if p.grad_clip > 0:
                     nn.utils.clip_grad_norm_(self.model.parameters(), p.grad_clip)
                 self.optimizer.step()
-                self.objective.enqueue(train.targets[index])
+                self.objective.enqueue(train.targets[index])  # the global batch's: the same queue on every rank
                 self.state.step += 1
-                total += loss.item() * len(index)
+                total += loss.item() * len(rows)
+                trained += len(rows)
                 bar.set_postfix(loss=f"{loss.item():.4f}")
             seconds += time.perf_counter() - started
             samples += len(order)
-            row = {"epoch": epoch, "train_loss": total / len(order), **self._validate(val), "lr": lr}
+            row = {"epoch": epoch, "train_loss": group.sum(total) / len(order), **self._validate(val), "lr": lr}
             self._end_epoch(row)
+            if group.world > 1:
+                log.info("%s epoch %d: rank %d of %d trained on %d rows, has weights %s", self.name, epoch,
+                         group.rank, group.world, trained, weights_digest(self.model, self.objective))
             if live is not None:
                 log_epoch(live, row)
-            log.info(self._epoch_line(row))
+            if group.main:
+                log.info(self._epoch_line(row))
         if self.state.best_value is None:
             raise CubecoreError("train: no epoch completed (is the training split empty?)")
-        self.load_best()
-        self.run.clear()  # checkpoints exist to resume a run that did not finish
+        if group.main:  # the other ranks end with the last epoch's weights and write nothing
+            self.load_best()
+            self.run.clear()  # checkpoints exist to resume a run that did not finish
         return {"epochs_run": self.state.epoch, "best_epoch": self.state.best_epoch,
                 "stopped_early": self.state.epoch < p.epochs, "resumed": resumed,
                 "speed": {"samples_per_second": round(samples / seconds, 1) if seconds else None,
@@ -251,9 +301,11 @@ class Trainer:
         self.state.history.append(row)
         if self._improved(value):
             self.state.best_value, self.state.best_epoch, self.state.bad_epochs = value, row["epoch"], 0
-            self.run.save_best(self.model)
+            if self.group.main:
+                self.run.save_best(self.model)
         else:
             self.state.bad_epochs += 1
             if self.params.schedule == "plateau" and self.state.bad_epochs % max(1, self.params.patience // 2) == 0:
                 self.state.plateau_scale *= 0.5
-        self.run.save_last(self.model, self.optimizer, vars(self.state), {"objective": self.objective})
+        if self.group.main:
+            self.run.save_last(self.model, self.optimizer, vars(self.state), {"objective": self.objective})

@@ -18,6 +18,7 @@ from torch import nn
 
 from cubecore import artifacts
 from cubecore.config import CubeParams, Params, as_dict
+from cubecore.distributed import SINGLE, Group
 from cubecore.errors import CubecoreError
 from cubecore.modes import get_mode
 from cubecore.tasks import Pairing, split_tasks
@@ -43,9 +44,11 @@ def pretrained_weights(pretrained_dir: str | Path, cube: CubeParams, dim: int) -
 
 
 def train(params: Params, data_dir: str | Path, split_dir: str | Path, model_dir: str | Path,
-          live=None, progress: bool = True, pretrained_dir: str | Path = "models/pretrain") -> tuple[dict, dict]:
+          live=None, progress: bool = True, pretrained_dir: str | Path = "models/pretrain",
+          group: Group = SINGLE) -> tuple[dict, dict]:
     """Train ``train.mode``'s model (from ``pretrained_dir``'s cube when ``train.init: pretrain``);
-    return the metrics and, apart, the run's speed (and whether it resumed)."""
+    return the metrics and, apart, the run's speed (and whether it resumed). In a ``group`` of
+    several processes, only rank 0 writes ``model_dir`` (cubecore/distributed.py)."""
     p = params.train
     if p.threads:
         torch.set_num_threads(p.threads)
@@ -60,13 +63,14 @@ def train(params: Params, data_dir: str | Path, split_dir: str | Path, model_dir
         mode.warm_start(model, start)
     key = run_key(as_dict(params.cube), {k: v for k, v in as_dict(p).items() if k != "resume"},
                   params.base.seed, splits["train"].inputs, splits["val"].targets, *start.values())
-    trainer = Trainer(model, p, params.base.seed, key, name="cube", mode=mode)
+    trainer = Trainer(model, p, params.base.seed, key, name="cube", mode=mode, group=group)
     summary = trainer.fit(splits["train"], splits["val"], live=live, progress=progress)
-    with artifacts.atomic_dir(model_dir) as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
-        artifacts.write_json(tmp / "model.json", {"cube": as_dict(params.cube), "dim": dim, "mode": p.mode,
-                                                  "teacher": data.teacher})
-    speed = {**summary.pop("speed"), "resumed": summary.pop("resumed")}
+    if group.main:
+        with artifacts.atomic_dir(model_dir) as tmp:
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+            artifacts.write_json(tmp / "model.json", {"cube": as_dict(params.cube), "dim": dim, "mode": p.mode,
+                                                      "teacher": data.teacher})
+    speed = {**summary.pop("speed"), "resumed": summary.pop("resumed"), "processes": group.world}
     metrics = {"mode": p.mode, "init": p.init, "parameters": model.parameter_count(),
                "train_rows": len(splits["train"]), "val_rows": len(splits["val"]), **summary,
                "reached_target_cosine": summary["val_cosine"] >= p.target_cosine,

@@ -1,6 +1,12 @@
-"""DVC stage `train`: fit the 3D Cubic Core on the split; per-epoch curves via DVCLive."""
+"""DVC stage `train`: fit the 3D Cubic Core on the split; per-epoch curves via DVCLive.
+
+With train.distributed.processes > 1 the stage re-runs itself under torchrun; rank 0 writes
+every output (cubecore/distributed.py)."""
+import contextlib
+
 from dvclive import Live
 
+from cubecore import distributed
 from cubecore.artifacts import write_json
 from cubecore.stage import main_guard, stage_args
 from cubecore.training import train
@@ -9,10 +15,14 @@ from cubecore.training import train
 @main_guard
 def main() -> None:
     args, params = stage_args(__doc__, "data", "split", "pretrained", "model", "live", "metrics", "speed")
-    with Live(args.live, dvcyaml=False, save_dvc_exp=False) as live:
-        metrics, speed = train(params, args.data, args.split, args.model, live=live, pretrained_dir=args.pretrained)
-    write_json(args.metrics, metrics)
-    write_json(args.speed, speed)
+    distributed.relaunch(params.train.distributed.processes)
+    with distributed.process_group(params.train.distributed.processes) as group:
+        with Live(args.live, dvcyaml=False, save_dvc_exp=False) if group.main else contextlib.nullcontext() as live:
+            metrics, speed = train(params, args.data, args.split, args.model, live=live,
+                                   pretrained_dir=args.pretrained, group=group)
+    if group.main:
+        write_json(args.metrics, metrics)
+        write_json(args.speed, speed)
 
 
 if __name__ == "__main__":
