@@ -143,6 +143,15 @@ def index_texts(turn_pairs: list[TurnPair]) -> tuple[list[str], Pairs]:
     return list(text_ids), pairs
 
 
+def open_sources(params: Params):
+    """The corpus, its distinct texts and pairs, the teacher (weights not loaded yet) and its cache."""
+    cache_dir = usable_dir(params.base.cache_dir, "base.cache_dir")  # checked before the corpus loads
+    corpus = load_corpus(params.data)
+    texts, pairs = index_texts(corpus.pairs)
+    teacher = Teacher(params.teacher)
+    return corpus, texts, pairs, teacher, EmbeddingCache(cache_dir, teacher.cache_namespace())
+
+
 def embed_shard(params: Params, index: int, count: int, workers: int = 1) -> dict:
     """Fill the cache with shard ``index`` (1-based) of ``count`` of the texts ``params`` need.
 
@@ -151,9 +160,7 @@ def embed_shard(params: Params, index: int, count: int, workers: int = 1) -> dic
     whatever its cache holds. Each chunk's cache misses are embedded as one teacher call, so on
     a cold cache the shards hold the bytes a single ``extract`` would have computed.
     """
-    texts, _ = index_texts(load_corpus(params.data).pairs)
-    teacher = Teacher(params.teacher)
-    cache = EmbeddingCache(usable_dir(params.base.cache_dir, "base.cache_dir"), teacher.cache_namespace())
+    _, texts, _, teacher, cache = open_sources(params)
     mine = chunked(np.arange(len(texts)), shard_texts())[index - 1::count]
     cached = cache.holds(texts)
     misses = [chunk[~cached[chunk]] for chunk in mine]
@@ -169,11 +176,7 @@ def extract(params: Params, out_dir: str | Path, progress: bool = True) -> tuple
     """Write texts, embeddings, pairs and the teacher identity to ``out_dir``; return the
     metrics (the same on every run) and the run's speed and cache figures, apart."""
     started = time.perf_counter()
-    cache_dir = usable_dir(params.base.cache_dir, "base.cache_dir")
-    corpus = load_corpus(params.data)
-    texts, pairs = index_texts(corpus.pairs)
-    teacher = Teacher(params.teacher)
-    cache = EmbeddingCache(cache_dir, teacher.cache_namespace())
+    corpus, texts, pairs, teacher, cache = open_sources(params)
     embeddings, stats = embed_with_cache(texts, teacher, cache, progress=progress,
                                         workers=params.extract.workers)
     with artifacts.atomic_dir(out_dir) as tmp:
