@@ -112,17 +112,18 @@ def fill_cache(texts: list[str], chunks: list[np.ndarray], teacher: Teacher, cac
     cache.refresh()
 
 
-_worker: dict = {}  # one worker process's teacher and cache directory
+_worker: dict = {}  # one worker process's teacher params, then its teacher, and the cache directory
 
 
 def _start_worker(params: TeacherParams, fidelity: float | None, threads: int, directory: Path) -> None:
     torch.set_num_threads(threads)
-    teacher = Teacher(params)
-    teacher.fidelity = fidelity  # measured once by the parent, on the sample one worker would use
-    _worker.update(teacher=teacher, directory=directory)
+    _worker.update(params=params, fidelity=fidelity, directory=directory)
 
 
 def _embed_chunk(chunk: list[str]) -> int:
+    if "teacher" not in _worker:  # built in the first task, so a CubecoreError reaches the parent as it is
+        _worker["teacher"] = Teacher(_worker["params"])
+        _worker["teacher"].fidelity = _worker["fidelity"]  # measured by the parent on one worker's sample
     write_shard(_worker["directory"], chunk, _worker["teacher"].embed(chunk, progress=False))
     return len(chunk)
 

@@ -58,6 +58,43 @@ def test_two_workers_write_the_bytes_of_one(tmp_path, minilm_dir, monkeypatch, c
     assert not warnings_in(caplog)
 
 
+def spawned_workers() -> list[int]:
+    """Pids of this process's children started by multiprocessing's spawn (not its resource tracker)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == os.getpid() and b"spawn_main" in cmdline:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def test_a_killed_worker_stops_extract_with_one_error(tmp_path, minilm_teacher, monkeypatch):
+    import signal
+    import threading
+
+    from cubecore.errors import CubecoreError
+
+    def kill_one_worker():
+        deadline = time.time() + 120
+        while not spawned_workers() and time.time() < deadline:
+            time.sleep(0.01)
+        os.kill(spawned_workers()[0], signal.SIGKILL)
+
+    monkeypatch.setenv("CUBECORE_SHARD_TEXTS", "2")
+    killer = threading.Thread(target=kill_one_worker)
+    killer.start()
+    cache = EmbeddingCache(tmp_path, minilm_teacher.cache_namespace())
+    with pytest.raises(CubecoreError, match=r"an extract worker process died .*the \d+ texts embedded before are kept"):
+        embed_with_cache(TEXTS, minilm_teacher, cache, progress=False, workers=2)
+    killer.join()
+    for keys in cache.directory.glob("*.keys.npy"):  # what was finished is whole
+        assert keys.with_name(keys.name.replace(".keys.npy", ".sum.json")).exists()
+
+
 # --- many machines: `python -m cubecore embed --shard i/n` into one cache --------------------
 
 def tiny_project(root: Path, cache: Path) -> Path:
