@@ -21,7 +21,6 @@ from cubecore.config import TeacherParams
 from cubecore.embcache import EmbeddingCache
 from cubecore.extraction import embed_with_cache
 from test_cli import in_process, one_error_line
-from test_paths import extract_figures
 
 REPO = Path(__file__).resolve().parents[1]
 TEXTS = ["Good morning!", "How is the weather today?", "It is sunny and warm, with a light breeze from the west.",
@@ -119,18 +118,22 @@ def finish(process: subprocess.Popen) -> str:
     return out
 
 
-def test_concurrent_shard_writers_then_extract_finds_every_text(tmp_path, minilm_teacher):
+def test_concurrent_shard_writers_then_extract_finds_every_text(tmp_path, minilm_teacher, caplog):
     """Shards 1/2 and 2/2 run at once into one cache; extract then embeds nothing, sees no
     damage, and writes the bytes one process on an empty cache computes (the same chunks)."""
+    from cubecore.config import load_params
+    from cubecore.extraction import extract
+
     project = tiny_project(tmp_path / "project", tmp_path / "cache")
     writers = {shard: launch(project, "-m", "cubecore", "embed", "--shard", shard) for shard in ("1/2", "2/2")}
     for shard, writer in writers.items():
         assert finish(writer).startswith(f"shard {shard}: ")
 
-    finish(launch(project, "-m", "stages.extract", "--out", "data/extract", "--metrics", "metrics/extract.json",
-                  "--speed", "metrics/speed/extract.json"))
-    figures = extract_figures(project)
-    assert figures["cache_misses"] == 0 and figures["cache_hits"] == figures["distinct_texts"] > 2 * 6
+    with caplog.at_level(logging.WARNING):
+        metrics, speed = extract(load_params(project / "params.yaml"), project / "data/extract", progress=False)
+    assert not warnings_in(caplog)
+    texts = metrics["extract"]["distinct_texts"]
+    assert speed["extract"]["cache_misses"] == 0 and speed["extract"]["cache_hits"] == texts > 2 * 6
 
     texts = [json.loads(line)["text"] for line in (project / "data/extract/texts.jsonl").open()]
     cold = np.concatenate([minilm_teacher.embed(texts[i:i + 6], progress=False) for i in range(0, len(texts), 6)])
