@@ -7,15 +7,16 @@ fingerprint, pooling, max_length, normalisation and precision, so a key is just 
 
 A shard is written embeddings first, checksums next, keys last, each atomically (temp file +
 rename): the keys file is what makes a shard visible, so a reader sees whole, checksummed
-shards only and a writer killed at any point leaves at most invisible files behind. Shard
-names are a timestamp and a random UUID, so any number of processes (or machines sharing the
-directory) can write into one namespace at once without a lock; a text embedded by two of
-them sits in two shards, and every reader takes the shard whose name sorts first. Every
-shard is verified when first read: a wrong checksum, a truncated or garbled file, a wrong
-shape or a non-finite value is reported in one warning naming the file, the shard is moved
-to ``damaged/`` and its texts are embedded again. A shard without checksums (written before
-they existed) is checked for what can be checked (readable, shapes, finite values) and then
-gets its checksums: existing caches are migrated, not thrown away.
+shards only and a writer killed at any point leaves at most invisible files behind (deleted by
+the next cache opened an hour later). Shard names are a timestamp and a random UUID, so any
+number of processes (or machines sharing the directory) can write into one namespace at once
+without a lock; a text embedded by two of them sits in two shards, and every reader takes the
+shard whose name sorts first. Every shard is verified when first read: a wrong checksum, a
+truncated or garbled file, a wrong shape or a non-finite value is reported in one warning
+naming the file, the shard is moved to ``damaged/`` and its texts are embedded again. A shard
+without checksums (written before they existed) is checked for what can be checked (readable,
+shapes, finite values) and then gets its checksums: existing caches are migrated, not thrown
+away.
 
 ``fidelity.json`` keeps the worst bf16-vs-fp32 cosine measured for the namespace, so a run
 served entirely from the cache still reports it; its read-compare-write holds an
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 
 KEY_BYTES = 16
 FIDELITY_KEY = "bf16_worst_cosine_to_fp32"
+DEBRIS_AGE = 3600  # seconds before an interrupted writer's leftovers are deleted
 
 
 def text_key(text: str) -> bytes:
@@ -127,10 +129,29 @@ class EmbeddingCache:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._index: dict[bytes, tuple[Shard, int]] = {}
         self._seen: set[str] = set()
+        self._sweep()
         self.refresh()
 
     def __len__(self) -> int:
         return len(self._index)
+
+    def _sweep(self) -> None:
+        """Delete what killed writers left behind: temp files, and shard files whose keys never
+        came, once older than ``DEBRIS_AGE`` (a live writer needs milliseconds between them)."""
+        old = time.time() - DEBRIS_AGE
+        removed = 0
+        for path in self.directory.iterdir():
+            name = path.name
+            debris = (name.startswith(".") and name.endswith(".tmp")) or (
+                name.endswith((".emb.npy", ".sum.json")) and not (self.directory / f"{name.split('.')[0]}.keys.npy").exists())
+            try:
+                if debris and path.stat().st_mtime < old:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass  # another process swept it first
+        if removed:
+            log.info("embedding cache: removed %d files left by interrupted writers in %s", removed, self.directory)
 
     def refresh(self) -> None:
         """Index the shards written since this instance last looked (by other processes too)."""

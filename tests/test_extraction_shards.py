@@ -194,7 +194,7 @@ cache.put(["lost", "also lost"], np.full((2, 4), 2.0, np.float32))
 
 
 @pytest.mark.parametrize("killed_before_rename", [1, 2, 3])
-def test_a_writer_killed_mid_shard_leaves_nothing_visible(tmp_path, killed_before_rename, caplog):
+def test_a_writer_killed_mid_shard_leaves_nothing_visible_and_its_debris_is_swept(tmp_path, killed_before_rename, caplog):
     """SIGKILL just before each of a shard's three file renames: readers see only whole shards."""
     done = subprocess.run([sys.executable, "-c", KILLER, str(tmp_path), str(killed_before_rename)],
                           env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, timeout=60, check=False)
@@ -208,6 +208,19 @@ def test_a_writer_killed_mid_shard_leaves_nothing_visible(tmp_path, killed_befor
         assert keys.with_name(keys.name.replace(".keys.npy", ".sum.json")).exists()
     cache.put(["lost"], np.full((1, 4), 3.0, np.float32))  # the debris is in nobody's way
     assert EmbeddingCache(tmp_path, "ns").get(["lost"], 4)[1].all()
+
+    visible = {keys.name.removesuffix(".keys.npy") for keys in cache.directory.glob("*.keys.npy")}
+    whole = {cache.directory / f"{name}{suffix}" for name in visible for suffix in (".emb.npy", ".keys.npy", ".sum.json")}
+    debris = {p for p in cache.directory.iterdir() if p.is_file()} - whole
+    assert debris  # the kill left temp or orphaned files
+    EmbeddingCache(tmp_path, "ns")  # fresh debris stays: its writer may still be at work
+    assert all(p.exists() for p in debris)
+    for path in debris:
+        os.utime(path, (time.time() - 2 * 3600,) * 2)
+    reopened = EmbeddingCache(tmp_path, "ns")  # an hour later it is swept; whole shards stay
+    assert not any(p.exists() for p in debris)
+    assert all(p.exists() for p in whole)
+    assert reopened.get(["kept", "lost"], 4)[1].all()
 
 
 def test_a_text_in_two_shards_reads_the_same_everywhere(tmp_path):
