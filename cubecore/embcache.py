@@ -142,10 +142,11 @@ class EmbeddingCache:
         removed = 0
         for path in self.directory.iterdir():
             name = path.name
-            debris = (name.startswith(".") and name.endswith(".tmp")) or (
-                name.endswith((".emb.npy", ".sum.json")) and not (self.directory / f"{name.split('.')[0]}.keys.npy").exists())
+            temp = name.startswith(".") and name.endswith(".tmp")
+            keyless = name.endswith((".emb.npy", ".sum.json")) and \
+                not (self.directory / f"{name.split('.')[0]}.keys.npy").exists()
             try:
-                if debris and path.stat().st_mtime < old:
+                if (temp or keyless) and path.stat().st_mtime < old:
                     path.unlink()
                     removed += 1
             except FileNotFoundError:

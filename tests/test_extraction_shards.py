@@ -153,8 +153,8 @@ for start in range(0, 200, 10):
 
 
 def test_two_processes_writing_the_same_texts_corrupt_nothing(tmp_path, caplog):
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], env={**os.environ, "PYTHONPATH": str(REPO)})
-               for _ in range(2)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], env=env) for _ in range(2)]
     assert [w.wait(timeout=60) for w in writers] == [0, 0]
     with caplog.at_level(logging.WARNING):
         cache = EmbeddingCache(tmp_path, "ns")
@@ -194,7 +194,7 @@ cache.put(["lost", "also lost"], np.full((2, 4), 2.0, np.float32))
 
 
 @pytest.mark.parametrize("killed_before_rename", [1, 2, 3])
-def test_a_writer_killed_mid_shard_leaves_nothing_visible_and_its_debris_is_swept(tmp_path, killed_before_rename, caplog):
+def test_a_killed_writer_leaves_nothing_visible_and_its_debris_is_swept(tmp_path, killed_before_rename, caplog):
     """SIGKILL just before each of a shard's three file renames: readers see only whole shards."""
     done = subprocess.run([sys.executable, "-c", KILLER, str(tmp_path), str(killed_before_rename)],
                           env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, timeout=60, check=False)
@@ -210,7 +210,8 @@ def test_a_writer_killed_mid_shard_leaves_nothing_visible_and_its_debris_is_swep
     assert EmbeddingCache(tmp_path, "ns").get(["lost"], 4)[1].all()
 
     visible = {keys.name.removesuffix(".keys.npy") for keys in cache.directory.glob("*.keys.npy")}
-    whole = {cache.directory / f"{name}{suffix}" for name in visible for suffix in (".emb.npy", ".keys.npy", ".sum.json")}
+    whole = {cache.directory / f"{name}{suffix}" for name in visible
+             for suffix in (".emb.npy", ".keys.npy", ".sum.json")}
     debris = {p for p in cache.directory.iterdir() if p.is_file()} - whole
     assert debris  # the kill left temp or orphaned files
     EmbeddingCache(tmp_path, "ns")  # fresh debris stays: its writer may still be at work
@@ -245,7 +246,8 @@ def test_fidelity_is_recorded_under_a_lock(tmp_path):
     concurrent figures is never lost."""
     cache = EmbeddingCache(tmp_path, "ns")
     cache.record_fidelity(0.9995)
-    code = f"from cubecore.embcache import EmbeddingCache; EmbeddingCache({str(tmp_path)!r}, 'ns').record_fidelity(0.9991)"
+    code = (f"from cubecore.embcache import EmbeddingCache; "
+            f"EmbeddingCache({str(tmp_path)!r}, 'ns').record_fidelity(0.9991)")
     with open(cache.directory / "fidelity.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         writer = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)})
