@@ -7,12 +7,15 @@ Compared, in one run on one machine, for the first N adjacent pairs of the chitc
 - ours cold: ``cubecore.extraction.embed_with_cache`` on the distinct texts (collected as
              ``extract`` does) with the default teacher and a fresh, empty cache;
 - ours warm: the same call with a new cache instance on the same directory (all hits; the
-             index load is inside the timer).
+             index load is inside the timer);
+- ours cold, K workers (with ``--workers K``): the cold call again into another empty cache
+             with ``workers=K`` processes (their start-up and model loads inside the timer);
+             its embeddings must equal the 1-worker ones byte for byte, else the exit status is 1.
 
 Models are loaded and warmed up outside the timers. Fidelity: per question, the cosine
 between the baseline's vector and ours must average >= 0.999, else the exit status is 1.
 
-Run:  python bench/extract.py --pairs 5000   (writes bench/results/extract.json)
+Run:  python bench/extract.py --pairs 5000 [--workers 2]   (writes bench/results/extract.json)
 """
 from __future__ import annotations
 
@@ -47,6 +50,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=5000, help="first N chitchat pairs (default 5000)")
     parser.add_argument("--out", default="bench/results/extract.json", help="JSON results file")
+    parser.add_argument("--workers", type=int, default=1, help="also time a cold run with this many worker "
+                        "processes (extract.workers) against one (default 1: not run)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     log.info("torch %s, %d threads (default, not overridden)", torch.__version__, torch.get_num_threads())
@@ -79,13 +84,23 @@ def main() -> int:
     if warm_stats["cache_hits"] != len(distinct) or not np.array_equal(warm, cold):
         log.error("warm run was not all cache hits or differs from cold: %s", warm_stats)
         return 1
+    rows = {"baseline (sentence-transformers)": (len(all_texts), base_s),
+            "ours cold (embed_with_cache)": (len(distinct), cold_s),
+            "ours warm (all cache hits)": (len(distinct), warm_s)}
+    if args.workers > 1:
+        with tempfile.TemporaryDirectory(prefix="bench-extract-workers-") as cache_dir:
+            log.info("ours cold, %d workers: embedding %d distinct texts", args.workers, len(distinct))
+            (sharded, _), sharded_s = timed(lambda: embed_with_cache(
+                distinct, teacher, EmbeddingCache(cache_dir, teacher.cache_namespace()), progress=False,
+                workers=args.workers))
+        if sharded.tobytes() != cold.tobytes():
+            log.error("%d workers wrote other embeddings than 1 worker", args.workers)
+            return 1
+        rows[f"ours cold, {args.workers} workers"] = (len(distinct), sharded_s)
 
     ours_q = cold[indexed.question_id]
     base_q = baseline[: len(pairs)]
     cosine = (ours_q * base_q).sum(1) / (np.linalg.norm(ours_q, axis=1) * np.linalg.norm(base_q, axis=1))
-    rows = {"baseline (sentence-transformers)": (len(all_texts), base_s),
-            "ours cold (embed_with_cache)": (len(distinct), cold_s),
-            "ours warm (all cache hits)": (len(distinct), warm_s)}
     results = {
         "pairs": len(pairs), "texts": len(all_texts), "distinct_texts": len(distinct),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
@@ -95,6 +110,7 @@ def main() -> int:
         "cold_speedup_vs_sentence_transformers": round(base_s / cold_s, 3),
         "cold_per_text_throughput_vs_sentence_transformers": round((len(distinct) / cold_s) / (len(all_texts) / base_s), 3),
         "warm_vs_cold": round(cold_s / warm_s, 1),
+        **({f"cold_{args.workers}_workers_vs_1": round(cold_s / sharded_s, 3)} if args.workers > 1 else {}),
         "cold_stats": cold_stats, "warm_stats": warm_stats,
         "question_cosine": {"mean": float(cosine.mean()), "min": float(cosine.min()),
                             "below_0.999": int((cosine < MIN_COSINE).sum())},
@@ -107,6 +123,8 @@ def main() -> int:
     print(f"\ncold speed-up vs sentence-transformers = {base_s / cold_s:.2f}x (target >= 2x)")
     print(f"  (per-text throughput ratio, dedup excluded = {results['cold_per_text_throughput_vs_sentence_transformers']:.2f}x)")
     print(f"warm vs cold = {cold_s / warm_s:.1f}x (target >= 20x)")
+    if args.workers > 1:
+        print(f"cold, {args.workers} workers vs 1 = {cold_s / sharded_s:.2f}x (same bytes)")
     print(f"question cosine ours vs ST: mean {cosine.mean():.5f}, min {cosine.min():.5f}, "
           f"{results['question_cosine']['below_0.999']} below {MIN_COSINE}\nresults: {args.out}")
     if cosine.mean() < MIN_COSINE:

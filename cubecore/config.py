@@ -56,6 +56,11 @@ class TeacherParams:
 
 
 @dataclass
+class ExtractParams:
+    workers: int = 1                    # processes embedding the cache misses (a run setting: same bytes)
+
+
+@dataclass
 class FilterParams:
     question_min_chars: int = 5
     question_max_chars: int = 512
@@ -178,6 +183,7 @@ class Params:
     base: BaseParams = field(default_factory=BaseParams)
     data: DataParams = field(default_factory=DataParams)
     teacher: TeacherParams = field(default_factory=TeacherParams)
+    extract: ExtractParams = field(default_factory=ExtractParams)
     filter: FilterParams = field(default_factory=FilterParams)
     split: SplitParams = field(default_factory=SplitParams)
     cube: CubeParams = field(default_factory=CubeParams)
@@ -255,6 +261,7 @@ RANGES = {
     "data.max_pairs": (1, INF, True, False),
     "teacher.max_length": (1, INF, True, False),
     "teacher.batch_size": (1, INF, True, False),
+    "extract.workers": (1, INF, True, False),
     "filter.question_min_chars": (0, INF, True, False),
     "filter.question_max_chars": (1, INF, True, False),
     "filter.answer_min_chars": (0, INF, True, False),

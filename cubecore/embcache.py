@@ -5,19 +5,26 @@ the texts) beside ``<shard>.emb.npy`` (float32 ``[n, dim]``) and ``<shard>.sum.j
 BLAKE2b of both files, the row count and the dimension). The namespace hashes the teacher
 fingerprint, pooling, max_length, normalisation and precision, so a key is just the text.
 
-A shard is written embeddings first, keys next, checksums last, each atomically: an
-interrupted extraction keeps every shard it finished. Every shard is verified when first
-read: a wrong checksum, a truncated or garbled file, a wrong shape or a non-finite value is
-reported in one warning naming the file, the shard is moved to ``damaged/`` and its texts
-are embedded again. A shard without checksums (written before they existed, or cut off just
-before its checksums) is checked for what can be checked (readable, shapes, finite values)
-and then gets its checksums: existing caches are migrated, not thrown away.
+A shard is written embeddings first, checksums next, keys last, each atomically (temp file +
+rename): the keys file is what makes a shard visible, so a reader sees whole, checksummed
+shards only and a writer killed at any point leaves at most invisible files behind (deleted by
+the next cache opened an hour later). Shard names are a timestamp and a random UUID, so any
+number of processes (or machines sharing the directory) can write into one namespace at once
+without a lock; a text embedded by two of them sits in two shards, and every reader takes the
+shard whose name sorts first. Every shard is verified when first read: a wrong checksum, a
+truncated or garbled file, a wrong shape or a non-finite value is reported in one warning
+naming the file, the shard is moved to ``damaged/`` and its texts are embedded again. A shard
+without checksums (written before they existed) is checked for what can be checked (readable,
+shapes, finite values) and then gets its checksums: existing caches are migrated, not thrown
+away.
 
 ``fidelity.json`` keeps the worst bf16-vs-fp32 cosine measured for the namespace, so a run
-served entirely from the cache still reports it.
+served entirely from the cache still reports it; its read-compare-write holds an
+``fcntl.flock`` on ``fidelity.lock``, so concurrent writers never lose the worse figure.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -35,6 +42,7 @@ log = logging.getLogger(__name__)
 
 KEY_BYTES = 16
 FIDELITY_KEY = "bf16_worst_cosine_to_fp32"
+DEBRIS_AGE = 3600  # seconds before an interrupted writer's leftovers are deleted
 
 
 def text_key(text: str) -> bytes:
@@ -120,8 +128,39 @@ class EmbeddingCache:
         self.directory = Path(root) / namespace
         self.directory.mkdir(parents=True, exist_ok=True)
         self._index: dict[bytes, tuple[Shard, int]] = {}
+        self._seen: set[str] = set()
+        self._sweep()
+        self.refresh()
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def _sweep(self) -> None:
+        """Delete what killed writers left behind: temp files, and shard files whose keys never
+        came, once older than ``DEBRIS_AGE`` (a live writer needs milliseconds between them)."""
+        old = time.time() - DEBRIS_AGE
+        removed = 0
+        for path in self.directory.iterdir():
+            name = path.name
+            temp = name.startswith(".") and name.endswith(".tmp")
+            keyless = name.endswith((".emb.npy", ".sum.json")) and \
+                not (self.directory / f"{name.split('.')[0]}.keys.npy").exists()
+            try:
+                if (temp or keyless) and path.stat().st_mtime < old:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass  # another process swept it first
+        if removed:
+            log.info("embedding cache: removed %d files left by interrupted writers in %s", removed, self.directory)
+
+    def refresh(self) -> None:
+        """Index the shards written since this instance last looked (by other processes too)."""
         for keys_file in sorted(self.directory.glob("*.keys.npy")):
             shard = Shard(keys_file)
+            if shard.name in self._seen:
+                continue
+            self._seen.add(shard.name)
             try:
                 keys = shard.read_keys()
             except (DamagedShard, OSError) as exc:
@@ -129,12 +168,13 @@ class EmbeddingCache:
                 continue
             self._add(shard, keys)
 
-    def __len__(self) -> int:
-        return len(self._index)
-
     def _add(self, shard: Shard, keys: np.ndarray) -> None:
+        """Index ``keys``; a key already held by a shard whose name sorts first stays there, so
+        every reader picks the same copy of a text embedded twice, whatever order it saw them in."""
         for row, key in enumerate(keys):
-            self._index[key.tobytes()] = (shard, row)
+            held = self._index.setdefault(key.tobytes(), (shard, row))
+            if held[0].name > shard.name:
+                self._index[key.tobytes()] = (shard, row)
 
     def _drop(self, shard: Shard, reason: Exception) -> None:
         """Forget a damaged shard and move its files to ``damaged/`` (one warning)."""
@@ -148,6 +188,10 @@ class EmbeddingCache:
         self._index = {key: hit for key, hit in self._index.items() if hit[0] is not shard}
         log.warning("embedding cache: damaged shard %s (%s): moved to %s/, its texts are embedded again",
                     shard.emb_file, reason, aside)
+
+    def holds(self, texts: list[str]) -> np.ndarray:
+        """Which of ``texts`` the index has (shards are verified only when read, by ``get``)."""
+        return np.array([text_key(text) in self._index for text in texts], dtype=bool)
 
     def get(self, texts: list[str], dim: int) -> tuple[np.ndarray, np.ndarray]:
         """Cached rows for ``texts``: ``(matrix [n, dim], found mask [n])``."""
@@ -173,20 +217,10 @@ class EmbeddingCache:
 
     def put(self, texts: list[str], matrix: np.ndarray) -> None:
         """Store one shard for ``texts`` (rows of ``matrix``)."""
-        if not texts:
-            return
-        name = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex}"
-        shard = Shard(self.directory / f"{name}.keys.npy")
-        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-        keys = np.frombuffer(b"".join(text_key(t) for t in texts), dtype=np.uint8).reshape(-1, KEY_BYTES)
-        emb_bytes, keys_bytes = _npy_bytes(matrix), _npy_bytes(keys)
-        with atomic_path(shard.emb_file) as tmp:
-            tmp.write_bytes(emb_bytes)
-        with atomic_path(shard.keys_file) as tmp:
-            tmp.write_bytes(keys_bytes)
-        shard.write_sums(emb_bytes, keys_bytes, matrix.shape)
-        shard.rows = len(keys)
-        self._add(shard, keys)
+        if texts:
+            shard, keys = write_shard(self.directory, texts, matrix)
+            self._seen.add(shard.name)
+            self._add(shard, keys)
 
     # --- the bf16 fidelity measured for this namespace ---------------------------------------
     @property
@@ -203,11 +237,30 @@ class EmbeddingCache:
 
     def record_fidelity(self, worst_cosine: float) -> float:
         """Keep the worse of ``worst_cosine`` and what was recorded; return it."""
-        recorded = self.fidelity()
-        worst = worst_cosine if recorded is None else min(recorded, worst_cosine)
-        if worst != recorded:
-            write_json(self.fidelity_file, {FIDELITY_KEY: worst})
+        with open(self.directory / "fidelity.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes (or the process dies)
+            recorded = self.fidelity()
+            worst = worst_cosine if recorded is None else min(recorded, worst_cosine)
+            if worst != recorded:
+                write_json(self.fidelity_file, {FIDELITY_KEY: worst})
         return worst
+
+
+def write_shard(directory: Path, texts: list[str], matrix: np.ndarray) -> tuple[Shard, np.ndarray]:
+    """Write one new shard into ``directory`` (embeddings, checksums, then the keys that make it
+    visible); return it with its keys. Safe beside any number of concurrent writers."""
+    name = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex}"
+    shard = Shard(directory / f"{name}.keys.npy")
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    keys = np.frombuffer(b"".join(text_key(t) for t in texts), dtype=np.uint8).reshape(-1, KEY_BYTES)
+    emb_bytes, keys_bytes = _npy_bytes(matrix), _npy_bytes(keys)
+    with atomic_path(shard.emb_file) as tmp:
+        tmp.write_bytes(emb_bytes)
+    shard.write_sums(emb_bytes, keys_bytes, matrix.shape)
+    with atomic_path(shard.keys_file) as tmp:
+        tmp.write_bytes(keys_bytes)
+    shard.rows = len(keys)
+    return shard, keys
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:

@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from cubecore import artifacts
 from cubecore.artifacts import Pairs
-from cubecore.config import Params
+from cubecore.config import Params, TeacherParams
 from cubecore.corpora import TurnPair, load_corpus
-from cubecore.embcache import EmbeddingCache
+from cubecore.embcache import EmbeddingCache, write_shard
 from cubecore.errors import CubecoreError
 from cubecore.paths import usable_dir
 from cubecore.teacher import FIDELITY_SAMPLE, Teacher
@@ -30,9 +34,14 @@ def shard_texts() -> int:
     return int(value)
 
 
+def chunked(rows: np.ndarray, size: int) -> list[np.ndarray]:
+    """``rows`` cut into consecutive chunks of ``size``: one teacher call and one cache shard each."""
+    return [rows[start:start + size] for start in range(0, len(rows), size)]
+
+
 def embed_with_cache(texts: list[str], teacher: Teacher, cache: EmbeddingCache,
-                     progress: bool = True) -> tuple[np.ndarray, dict]:
-    """Embeddings for ``texts``, computing only what the cache lacks.
+                     progress: bool = True, workers: int = 1) -> tuple[np.ndarray, dict]:
+    """Embeddings for ``texts``, computing only what the cache lacks (with ``workers`` processes).
 
     The stats include the bf16-vs-fp32 fidelity recorded for the cache's namespace, so a run
     served entirely from the cache reports it too (None in fp32).
@@ -40,13 +49,12 @@ def embed_with_cache(texts: list[str], teacher: Teacher, cache: EmbeddingCache,
     matrix, found = cache.get(texts, teacher.hidden_size)
     missing = np.flatnonzero(~found)
     started = time.perf_counter()
-    shard = shard_texts()
-    for start in range(0, len(missing), shard):
-        rows = missing[start:start + shard]
-        chunk = [texts[i] for i in rows]
-        matrix[rows] = teacher.embed(chunk, progress=progress)
-        cache.put(chunk, matrix[rows])
-        log.info("embedded %d / %d new texts", min(start + shard, len(missing)), len(missing))
+    if len(missing):
+        fill_cache(texts, chunked(missing, shard_texts()), teacher, cache, workers, progress)
+        matrix[missing], filled = cache.get([texts[i] for i in missing], teacher.hidden_size)
+        if not filled.all():
+            raise CubecoreError(f"embedding cache {cache.directory}: {int((~filled).sum())} texts just embedded "
+                                "are not in it (a shard damaged while this run wrote it: see the warning above)")
     seconds = time.perf_counter() - started
     fidelity = None
     if teacher.precision == "bf16":
@@ -62,6 +70,62 @@ def embed_with_cache(texts: list[str], teacher: Teacher, cache: EmbeddingCache,
         "bf16_worst_cosine_to_fp32": fidelity,
     }
     return matrix, stats
+
+
+def fill_cache(texts: list[str], chunks: list[np.ndarray], teacher: Teacher, cache: EmbeddingCache,
+               workers: int = 1, progress: bool = True) -> None:
+    """Embed each chunk of rows of ``texts`` in one teacher call and store it as one cache shard.
+
+    With ``workers`` > 1 the chunks go to that many processes, each with its own teacher and
+    ``cores / workers`` torch threads. A chunk's batches are formed the same way in any
+    process (the teacher pads per length-sorted batch, and in bf16 a text's vector depends on
+    its batch), so the shards hold the same bytes as with one worker.
+    """
+    chunks = [rows for rows in chunks if len(rows)]
+    total, done = sum(map(len, chunks)), 0
+    workers = min(workers, len(chunks))
+    if workers <= 1:
+        for rows in chunks:
+            chunk = [texts[i] for i in rows]
+            cache.put(chunk, teacher.embed(chunk, progress=progress))
+            done += len(rows)
+            log.info("embedded %d / %d new texts", done, total)
+        return
+    if teacher.precision == "bf16" and teacher.fidelity is None:  # the gate, on one worker's sample
+        teacher.embed([texts[i] for i in chunks[0][:FIDELITY_SAMPLE]], progress=False)
+    threads = max(1, torch.get_num_threads() // workers)
+    log.info("embedding %d texts in %d chunks with %d worker processes, %d torch threads each",
+             total, len(chunks), workers, threads)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                             initargs=(teacher.params, teacher.fidelity, threads, cache.directory)) as pool:
+        jobs = [pool.submit(_embed_chunk, [texts[i] for i in rows]) for rows in chunks]
+        try:
+            for job in as_completed(jobs):
+                done += job.result()
+                log.info("embedded %d / %d new texts", done, total)
+        except BrokenProcessPool:
+            raise CubecoreError(f"an extract worker process died (killed, or out of memory?); the {done} texts "
+                                f"embedded before are kept in {cache.directory}") from None
+        finally:
+            for job in jobs:
+                job.cancel()
+    cache.refresh()
+
+
+_worker: dict = {}  # one worker process's teacher params, then its teacher, and the cache directory
+
+
+def _start_worker(params: TeacherParams, fidelity: float | None, threads: int, directory: Path) -> None:
+    torch.set_num_threads(threads)
+    _worker.update(params=params, fidelity=fidelity, directory=directory)
+
+
+def _embed_chunk(chunk: list[str]) -> int:
+    if "teacher" not in _worker:  # built in the first task, so a CubecoreError reaches the parent as it is
+        _worker["teacher"] = Teacher(_worker["params"])
+        _worker["teacher"].fidelity = _worker["fidelity"]  # measured by the parent on one worker's sample
+    write_shard(_worker["directory"], chunk, _worker["teacher"].embed(chunk, progress=False))
+    return len(chunk)
 
 
 def index_texts(turn_pairs: list[TurnPair]) -> tuple[list[str], Pairs]:
@@ -80,16 +144,42 @@ def index_texts(turn_pairs: list[TurnPair]) -> tuple[list[str], Pairs]:
     return list(text_ids), pairs
 
 
+def open_sources(params: Params):
+    """The corpus, its distinct texts and pairs, the teacher (weights not loaded yet) and its cache."""
+    cache_dir = usable_dir(params.base.cache_dir, "base.cache_dir")  # checked before the corpus loads
+    corpus = load_corpus(params.data)
+    texts, pairs = index_texts(corpus.pairs)
+    teacher = Teacher(params.teacher)
+    return corpus, texts, pairs, teacher, EmbeddingCache(cache_dir, teacher.cache_namespace())
+
+
+def embed_shard(params: Params, index: int, count: int, workers: int = 1) -> dict:
+    """Fill the cache with shard ``index`` (1-based) of ``count`` of the texts ``params`` need.
+
+    The distinct texts are cut into consecutive chunks of ``shard_texts()`` and shard i takes
+    chunks i, i + count, ...: disjoint, together complete, and the same on every machine
+    whatever its cache holds. Each chunk's cache misses are embedded as one teacher call, so on
+    a cold cache the shards hold the bytes a single ``extract`` would have computed.
+    """
+    _, texts, _, teacher, cache = open_sources(params)
+    mine = chunked(np.arange(len(texts)), shard_texts())[index - 1::count]
+    cached = cache.holds(texts)
+    misses = [chunk[~cached[chunk]] for chunk in mine]
+    fill_cache(texts, misses, teacher, cache, workers, progress=False)
+    if teacher.fidelity is not None:
+        cache.record_fidelity(teacher.fidelity)
+    embedded = sum(map(len, misses))
+    return {"texts": len(texts), "shard_texts": sum(map(len, mine)),
+            "embedded": embedded, "cache": str(cache.directory)}
+
+
 def extract(params: Params, out_dir: str | Path, progress: bool = True) -> tuple[dict, dict]:
     """Write texts, embeddings, pairs and the teacher identity to ``out_dir``; return the
     metrics (the same on every run) and the run's speed and cache figures, apart."""
     started = time.perf_counter()
-    cache_dir = usable_dir(params.base.cache_dir, "base.cache_dir")
-    corpus = load_corpus(params.data)
-    texts, pairs = index_texts(corpus.pairs)
-    teacher = Teacher(params.teacher)
-    cache = EmbeddingCache(cache_dir, teacher.cache_namespace())
-    embeddings, stats = embed_with_cache(texts, teacher, cache, progress=progress)
+    corpus, texts, pairs, teacher, cache = open_sources(params)
+    embeddings, stats = embed_with_cache(texts, teacher, cache, progress=progress,
+                                        workers=params.extract.workers)
     with artifacts.atomic_dir(out_dir) as tmp:
         artifacts.write_texts(tmp / "texts.jsonl", texts)
         artifacts.write_embeddings(tmp / "embeddings.npy", embeddings)

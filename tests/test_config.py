@@ -133,6 +133,7 @@ def test_invalid_yaml_names_the_file(tmp_path):
     ("train:\n  batch_size: 1\n", "train.batch_size must be >= 2, got 1"),
     ("train:\n  target_cosine: 1.5\n", "train.target_cosine must be in [-1, 1], got 1.5"),
     ("train:\n  threads: -1\n", "train.threads must be >= 0, got -1"),
+    ("extract:\n  workers: 0\n", "extract.workers must be >= 1, got 0"),
     ("cube:\n  lattice: [8, 0, 6]\n", "cube.lattice[1] must be >= 1, got 0"),
     ("cube:\n  lattice: [8, 8]\n", "cube.lattice must have 3 sizes, got [8, 8]"),
     ("evaluate:\n  ridge_alphas: [1, 0]\n", "evaluate.ridge_alphas[1] must be > 0, got 0.0"),

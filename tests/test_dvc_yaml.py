@@ -14,7 +14,7 @@ DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text())
 STAGES = DVC_YAML["stages"]
 
 # How a run goes, not what it computes: no stage lists them, so changing them re-runs nothing.
-RUN_SETTINGS = {"base.cache_dir", "train.threads", "train.resume", "train.checkpoint_dir"}
+RUN_SETTINGS = {"base.cache_dir", "extract.workers", "train.threads", "train.resume", "train.checkpoint_dir"}
 
 
 def module_file(root: Path, name: str) -> Path | None:

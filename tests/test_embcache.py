@@ -280,13 +280,13 @@ def test_extract_killed_after_a_shard_resumes_with_the_same_result(tmp_path):
     straight.mkdir()
     process = run_extract(killed, tmp_path / "cache-killed", wait=False)
     deadline = time.time() + 300
-    while not list((tmp_path / "cache-killed").glob("*/*.sum.json")) and time.time() < deadline:
+    while not list((tmp_path / "cache-killed").glob("*/*.keys.npy")) and time.time() < deadline:
         assert process.poll() is None, "extract ended before it could be killed"
         time.sleep(0.02)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert not (killed / "data/extract").exists()
-    shards = len(list((tmp_path / "cache-killed").glob("*/*.sum.json")))
+    shards = len(list((tmp_path / "cache-killed").glob("*/*.keys.npy")))  # the keys file makes a shard visible
 
     resumed = run_extract(killed, tmp_path / "cache-killed")
     assert resumed["cache_hits"] >= 8 * shards > 0 and resumed["cache_misses"] == resumed["texts"] - resumed["cache_hits"]
