@@ -6,7 +6,7 @@ Reads ``dvc exp show --json`` (the params and metrics DVC recorded for each base
 and its experiments; nothing is typed by hand) and writes one row per run, best frontier
 margin first: the params it changed against its baseline commit, the cube's size and its
 cosine / MRR / Recall@1 on the report split, the signed margin to the baselines' frontier
-with its bootstrap interval, what dominates it, and that run's strongest baselines. Runs of
+with its bootstrap interval and verdict, and that run's strongest baselines. Runs of
 a mode with further views (``dual``'s reconstruction, ``bidirectional``'s backward cube) get
 a second table. Regenerating from the same experiments gives the same file.
 """
@@ -31,8 +31,9 @@ NOT_PARAMS = ("base.cache_dir", "train.checkpoint_dir", "train.threads", "train.
 class Run:
     """One baseline commit or experiment, as ``dvc exp show --json`` recorded it."""
 
-    def __init__(self, record: dict, baseline: Run | None = None):
+    def __init__(self, record: dict, baseline: Run | None = None, state: str | None = None):
         data = record.get("data") or {}
+        self.state = state  # the queue's executor state; None for a baseline or a workspace run
         self.rev = record.get("rev") or data.get("rev") or "?"
         name = record.get("name") or self.rev[:7]
         self.name = name if baseline else f"{name} (baseline {self.rev[:7]})"
@@ -45,7 +46,8 @@ class Run:
 
     @property
     def complete(self) -> bool:
-        return bool(self.split) and "frontier" in self.eval
+        """Finished with an evaluation (a running experiment shows its baseline's files)."""
+        return self.state in (None, "success") and bool(self.split) and "frontier" in self.eval
 
     def changed(self) -> str:
         """``key=value`` for each param that differs from the baseline commit's."""
@@ -74,15 +76,19 @@ class Run:
         low, high = self.interval()
         best = setup.get("best_baseline", {})
         strongest = [f"{cell(self.metric(best[m], m))} ({best[m]})" if m in best else "—" for m in ("cosine", "mrr")]
-        return [self.name, self.changed(), cell(setup.get("cube_parameters")),
+        return [self.name, self.changed(), f"{setup.get('cube_parameters', 0):,}",
                 *(cell(self.metric("cube", m)) for m in ("cosine", "mrr", "recall@1")),
-                f"{cell(self.margin())} [{cell(low)}, {cell(high)}]",
-                self.verdict(), ", ".join(frontier.get("dominated_by", [])[:3]) or "nothing",
-                *strongest, cell(self.train.get("best_epoch")), cell(self.train.get("epochs_run"))]
+                f"{signed(self.margin())} [{signed(low)}, {signed(high)}]", self.verdict(),
+                cell(frontier.get("dominated")), *strongest,
+                cell(self.train.get("best_epoch")), cell(self.train.get("epochs_run"))]
 
 
 HEADER = ["run", "changed params", "cube params", "cosine", "MRR", "R@1", "frontier margin [95 % CI]",
-          "verdict", "dominated by", "best baseline cosine", "best baseline MRR", "best epoch", "epochs"]
+          "verdict", "dominated", "best baseline cosine", "best baseline MRR", "best epoch", "epochs"]
+
+
+def signed(value: float | None) -> str:
+    return "—" if value is None else f"{value + 0.0:+.4f}"  # + 0.0: no "-0.0000"
 
 
 def verdict_of(margin: float, low: float | None, high: float | None) -> str:
@@ -102,7 +108,8 @@ def collect(records: list[dict]) -> list[Run]:
         baseline = Run(record)
         runs.append(baseline)
         for group in record.get("experiments") or []:
-            runs += [Run(rev, baseline) for rev in group.get("revs", [])]
+            state = (group.get("executor") or {}).get("state")
+            runs += [Run(rev, baseline, state) for rev in group.get("revs", [])]
     return runs
 
 
@@ -124,7 +131,7 @@ def summary(done: list[Run]) -> list[str]:
     outside = [r.name for r in done if (r.interval()[0] or -1.0) > 0]
     return [f"- Runs evaluated: {len(done)}; every figure on the report split `{split}` "
             f"({cell(best.eval['setup'].get(f'{split}_rows'))} rows).",
-            f"- Best frontier margin: **{best.name}**, {cell(best.margin())} ({best.verdict()}).",
+            f"- Best frontier margin: **{best.name}**, {signed(best.margin())} ({best.verdict()}).",
             f"- Outside the frontier beyond noise: {', '.join(outside)}." if outside else
             "- No run lies outside the frontier beyond noise."]
 
@@ -132,7 +139,7 @@ def summary(done: list[Run]) -> list[str]:
 def build(records: list[dict], command: str) -> str:
     runs = collect(records)
     done = sorted((r for r in runs if r.complete), key=lambda r: -r.margin())
-    missing = [r.name for r in runs if not r.complete]
+    missing = [f"{r.name} ({r.state or 'no evaluation'})" for r in runs if not r.complete]
     if not done:
         raise CubecoreError(f"`dvc exp show` lists no run with a complete {EVAL}; run `dvc repro` or `dvc exp run` first")
     bases = {r.baseline.rev if r.baseline else r.rev for r in done}
@@ -147,7 +154,7 @@ def build(records: list[dict], command: str) -> str:
     if views:
         lines += ["", *views]
     if missing:
-        lines += ["", f"Listed by DVC without a complete {EVAL} (failed, queued or running): {', '.join(missing)}."]
+        lines += ["", f"Listed by DVC without a finished evaluation: {', '.join(missing)}."]
     return "\n".join(lines) + "\n"
 
 
