@@ -76,7 +76,7 @@ def test_normalise():
 
 def test_each_rule_and_rejects(dataset, tmp_path):
     out = tmp_path / "filter"
-    metrics = filter_pairs(dataset, out, FilterParams())["filter"]
+    metrics = filter_pairs(dataset, out, FilterParams(min_qa_similarity=0.3))["filter"]
     expected_removed = {f"c{i}": reasons for i, (_, _, reasons) in enumerate(PAIRS) if reasons}
 
     assert metrics["pairs_in"] == len(PAIRS)
@@ -116,7 +116,7 @@ def test_similarity_threshold_is_a_floor(dataset, tmp_path):
 
 
 def test_identical_and_duplicate_rules_can_be_switched_off(dataset, tmp_path):
-    params = FilterParams(drop_identical=False, drop_duplicates=False)
+    params = FilterParams(drop_identical=False, drop_duplicates=False, min_qa_similarity=0.3)
     metrics = filter_pairs(dataset, tmp_path / "filter", params)["filter"]
     assert metrics["removed_by_rule"]["identical"] == 0
     assert metrics["removed_by_rule"]["duplicate"] == 0
@@ -137,6 +137,6 @@ def test_rerun_replaces_output(dataset, tmp_path):
     out = tmp_path / "filter"
     filter_pairs(dataset, out, FilterParams(min_qa_similarity=None))
     (out / "stale.txt").write_text("left over", encoding="utf-8")
-    filter_pairs(dataset, out, FilterParams())
+    filter_pairs(dataset, out, FilterParams(min_qa_similarity=0.3))
     assert sorted(p.name for p in out.iterdir()) == ["pairs.tsv", "rejects.jsonl"]
     assert len(artifacts.read_pairs(out / "pairs.tsv")) == 2
