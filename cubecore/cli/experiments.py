@@ -1,6 +1,6 @@
 """The sweep table: every DVC experiment of this repository against the frontier, in Markdown.
 
-    python -m cubecore experiments [--out docs/experiments.md] [--all-commits]
+    python -m cubecore experiments [--out docs/experiments.md] [--rev REV]
 
 Reads ``dvc exp show --json`` (the params and metrics DVC recorded for each baseline commit
 and its experiments; nothing is typed by hand) and writes one row per run, best frontier
@@ -161,9 +161,9 @@ def build(records: list[dict], command: str) -> str:
 def run(args: argparse.Namespace) -> None:
     if not Path(".dvc").is_dir():
         raise CubecoreError(f"{Path.cwd()}: not a DVC repository; run this from the repository root")
-    flags = ["--all-commits"] if args.all_commits else []
+    flags = ["--rev", args.rev] if args.rev else []
     records = json.loads(dvc("exp", "show", "--json", *flags) or "[]")
-    command = "python -m cubecore experiments" + (" --all-commits" if args.all_commits else "") + f" --out {args.out}"
+    command = "python -m cubecore experiments" + (f" --rev {args.rev}" if args.rev else "") + f" --out {args.out}"
     out = Path(args.out)
     with atomic_path(out) as tmp:
         tmp.write_text(build(records, command), encoding="utf-8")
@@ -173,5 +173,5 @@ def run(args: argparse.Namespace) -> None:
 def add_parser(commands) -> None:
     parser = commands.add_parser("experiments", help="write the table of every DVC experiment against the frontier")
     parser.add_argument("--out", default="docs/experiments.md", help="Markdown file to write (docs/experiments.md)")
-    parser.add_argument("--all-commits", action="store_true", help="every commit's experiments, not only HEAD's")
+    parser.add_argument("--rev", default=None, help="the baseline commit whose experiments to list (HEAD)")
     parser.set_defaults(run=run)
