@@ -35,8 +35,10 @@ class Run:
         data = record.get("data") or {}
         self.state = state  # the queue's executor state; None for a baseline or a workspace run
         self.rev = record.get("rev") or data.get("rev") or "?"
-        name = record.get("name") or self.rev[:7]
-        self.name = name if baseline else f"{name} (baseline {self.rev[:7]})"
+        name = record.get("name")
+        if baseline is None:
+            name = f"{name} (baseline {self.rev[:7]})" if name else f"baseline {self.rev[:7]}"
+        self.name = name or self.rev[:7]
         self.baseline = baseline
         self.params = dict(leaves(data.get("params", {}).get("params.yaml", {}).get("data", {})))
         metrics = data.get("metrics", {})
