@@ -42,6 +42,12 @@ log = logging.getLogger(__name__)
 HIGHER_IS_BETTER = {"val_loss": False, "val_cosine": True, "val_mrr": True}
 
 
+def use_threads(threads: int) -> None:
+    """``train.threads`` torch threads for this process (0 leaves torch's default)."""
+    if threads:
+        torch.set_num_threads(threads)
+
+
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed)

@@ -12,7 +12,6 @@ import dataclasses
 import logging
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -22,7 +21,7 @@ from cubecore.distributed import SINGLE, Group
 from cubecore.errors import CubecoreError
 from cubecore.modes import get_mode
 from cubecore.tasks import Pairing, split_tasks
-from cubecore.trainer import Trainer, run_key, seed_everything
+from cubecore.trainer import Trainer, run_key, seed_everything, use_threads
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +49,7 @@ def train(params: Params, data_dir: str | Path, split_dir: str | Path, model_dir
     return the metrics and, apart, the run's speed (and whether it resumed). In a ``group`` of
     several processes, only rank 0 writes ``model_dir`` (cubecore/distributed.py)."""
     p = params.train
-    if p.threads:
-        torch.set_num_threads(p.threads)
+    use_threads(p.threads)
     mode = get_mode(p.mode)
     data, splits = load_split(data_dir, split_dir, mode.pairing, p.autoencoder.noise, params.base.seed,
                               ("train", "val"))

