@@ -18,14 +18,14 @@ import logging
 from pathlib import Path
 
 from cubecore.artifacts import atomic_path
-from cubecore.cli.report import cell, dvc, leaves, param_cell, table, verdict
+from cubecore.cli.report import EVAL, cell, dvc, leaves, param_cell, table, verdict
 from cubecore.errors import CubecoreError
 
 log = logging.getLogger(__name__)
 
-EVAL = "metrics/eval.json"
 TRAIN = "metrics/train.json"
-NOT_PARAMS = ("base.cache_dir", "train.checkpoint_dir", "train.threads", "train.resume")  # run settings
+# how a run goes, not what it computes (no stage tracks them; tests/test_dvc_yaml.py lists the same)
+NOT_PARAMS = ("base.cache_dir", "extract.workers", "train.checkpoint_dir", "train.threads", "train.resume")
 
 
 class Run:
