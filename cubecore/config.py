@@ -89,6 +89,7 @@ class CubeParams:
     steps: int = 4
     update: str = "residual"
     placement: str = "reshape"
+    readout: str = "local"
 
 
 @dataclass
@@ -201,6 +202,7 @@ CHOICES = {
     "cube.boundary": ("walls", "periodic"),
     "cube.update": ("residual", "gated"),
     "cube.placement": ("reshape", "learned", "learned_skip"),
+    "cube.readout": ("local", "global"),
     "train.mode": ("dialogue", "autoencoder", "dual", "bidirectional"),  # = cubecore.modes.MODES (tested)
     "train.dual.balancing": ("fixed", "alternate", "adaptive"),
     "train.curriculum.schedule": ("none", "linear"),

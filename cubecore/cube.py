@@ -3,7 +3,8 @@
 An embedding is placed on the lattice (``placement``), lifted to ``channels`` values per
 cell, then ``steps`` times every cell perceives its neighbours and updates its state from
 [own state, perception, position] with a small per-cell network. The state is read back to
-one value per cell and placed back into an embedding of the teacher's dimension.
+one value per cell and placed back into an embedding of the teacher's dimension (with
+``readout: global``, plus a linear map of the mean cell state to the whole embedding).
 
 The state is kept channels-last, ``[B, X, Y, Z, C]``, so every per-cell map is one matmul
 over all ``B·X·Y·Z`` cells, and perception reads only the K neighbour taps it uses: the K
@@ -181,6 +182,10 @@ class CubicCore(nn.Module):
         self.position = nn.Parameter(0.1 * torch.randn(p, *lattice).permute(1, 2, 3, 0).contiguous()) if p else None
         self.rule = CellRule(params)
         self.read_out = nn.Linear(params.channels, 1)
+        # global read-out: the whole lattice's mean state -> every dim; starts at zero (no change)
+        self.pool_out = nn.Linear(params.channels, dim, bias=False) if params.readout == "global" else None
+        if self.pool_out is not None:
+            nn.init.zeros_(self.pool_out.weight)
         with torch.no_grad():  # channel 0 carries the embedding in and out: start near identity
             self.lift.weight[0].fill_(1.0)
             self.lift.bias[0] = 0.0
@@ -195,6 +200,8 @@ class CubicCore(nn.Module):
         for _ in range(self.params.steps):
             state = self.rule(state, cell_bias)
         out = self.placement.read(self.read_out(state).squeeze(-1) / self.scale)
+        if self.pool_out is not None:
+            out = out + self.pool_out(state.mean(dim=(1, 2, 3))) / self.scale
         return x + out if self.skip else out
 
     def parameter_count(self) -> int:
@@ -213,4 +220,5 @@ class CubicCore(nn.Module):
         c_out = 2 * c if p.update == "gated" else c
         step = volume * (k * c * c + 2 * c * h + h * c_out)
         placement = 2 * self.dim * volume if p.placement != "reshape" else 0
-        return 2 * (volume * 2 * c + p.steps * step + placement)
+        pooled = c * self.dim if p.readout == "global" else 0
+        return 2 * (volume * 2 * c + p.steps * step + placement + pooled)

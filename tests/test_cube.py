@@ -35,6 +35,21 @@ def test_learned_skip_starts_near_the_identity_and_learns_a_correction():
     assert not torch.equal(skip(x), x)  # the lattice's correction is there from the start
 
 
+def test_global_readout_starts_as_the_local_one_and_then_reads_the_whole_lattice():
+    torch.manual_seed(0)
+    local = CubicCore(small(), 64)
+    pooled = CubicCore(small(readout="global"), 64)
+    pooled.load_state_dict(local.state_dict(), strict=False)  # same weights; pool_out starts at zero
+    x = torch.randn(4, 64)
+    assert torch.equal(pooled(x), local(x))
+    with torch.no_grad():
+        pooled.pool_out.weight.normal_()
+    first = torch.zeros(64)
+    first[0] = 1.0  # only the first input dim changes; with 2 steps its own cell's influence stays local,
+    far = pooled(x + first) - pooled(x)  # but the global term moves every output dim
+    assert (far.abs() > 0).all() and ((local(x + first) - local(x)).abs() > 0).sum() < 64
+
+
 def test_reshape_needs_lattice_volume_equal_to_dimension():
     with pytest.raises(CubecoreError, match=r"cube.lattice.*64 cells.*384"):
         CubicCore(small(), 384)
@@ -104,12 +119,12 @@ def test_fast_kernel_matches_the_conv_reference(neighbourhood, boundary, update,
         assert torch.allclose(fast_grads[name], ref_grads[name], atol=1e-9, rtol=0), name
 
 
-@pytest.mark.parametrize("neighbourhood,boundary,update,placement",
+@pytest.mark.parametrize("neighbourhood,boundary,update,placement,readout",
                          list(itertools.product((6, 26), ("walls", "periodic"), ("residual", "gated"),
-                                                ("reshape", "learned", "learned_skip"))))
-def test_every_parameter_gets_a_gradient(neighbourhood, boundary, update, placement):
+                                                ("reshape", "learned", "learned_skip"), ("local", "global"))))
+def test_every_parameter_gets_a_gradient(neighbourhood, boundary, update, placement, readout):
     torch.manual_seed(0)
-    params = small(neighbourhood=neighbourhood, boundary=boundary, update=update, placement=placement)
+    params = small(neighbourhood=neighbourhood, boundary=boundary, update=update, placement=placement, readout=readout)
     model = CubicCore(params, 64)
     loss = (1 - torch.nn.functional.cosine_similarity(model(torch.randn(8, 64)), torch.randn(8, 64))).mean()
     loss.backward()
@@ -161,7 +176,8 @@ def _matmul_flops_run(model: CubicCore, x: torch.Tensor) -> int:
 
 @pytest.mark.parametrize("changes", [{}, {"neighbourhood": 26}, {"update": "gated"},
                                      {"placement": "learned", "lattice": [3, 4, 2]},
-                                     {"placement": "learned_skip", "lattice": [3, 4, 2]}, {"position_channels": 0}])
+                                     {"placement": "learned_skip", "lattice": [3, 4, 2]}, {"position_channels": 0},
+                                     {"readout": "global"}])
 def test_flops_per_sample_counts_what_runs(changes):
     """Per sample: the matmuls that scale with the batch (only the taps used), nothing else."""
     model = CubicCore(small(**changes), 64)

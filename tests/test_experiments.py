@@ -69,3 +69,16 @@ def test_views_of_a_mode_get_their_own_table():
     base = record("a" * 40, params(), evaluation((0.49, 0.32), -0.001, -0.002, 0.0, views=views), name="dual")
     text = build([base], "c")
     assert "| dual (baseline aaaaaaa) | reconstruction | 0.8900 | 0.9000 | 0.8950 | 0.9000 | 0.8700 | 0.9000 |" in text
+
+
+def test_runs_of_several_baseline_commits_share_one_table():
+    """`--rev A --rev B`: each run's changed params are against its own baseline commit."""
+    first = records()[1]
+    second = record("f" * 40, params(steps=6), evaluation((0.48, 0.31), -0.002, -0.003, -0.001), name="later")
+    second["experiments"] = [{"executor": {"state": "success"},
+                              "revs": [record("9" * 40, params(steps=6, lr=0.001),
+                                              evaluation((0.49, 0.31), -0.001, -0.002, 0.0), "slower")]}]
+    text = build([first, second], "c")
+    assert "(baseline commits aaaaaaa, fffffff)" in text
+    slower = next(line for line in text.splitlines() if line.startswith("| slower |"))
+    assert "train.lr=0.001" in slower and "cube.steps" not in slower

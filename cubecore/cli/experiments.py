@@ -1,6 +1,6 @@
 """The sweep table: every DVC experiment of this repository against the frontier, in Markdown.
 
-    python -m cubecore experiments [--out docs/experiments.md] [--rev REV]
+    python -m cubecore experiments [--out docs/experiments.md] [--rev REV ...]
 
 Reads ``dvc exp show --json`` (the params and metrics DVC recorded for each baseline commit
 and its experiments; nothing is typed by hand) and writes one row per run, best frontier
@@ -163,9 +163,9 @@ def build(records: list[dict], command: str) -> str:
 def run(args: argparse.Namespace) -> None:
     if not Path(".dvc").is_dir():
         raise CubecoreError(f"{Path.cwd()}: not a DVC repository; run this from the repository root")
-    flags = ["--rev", args.rev] if args.rev else []
+    flags = [flag for rev in args.rev or [] for flag in ("--rev", rev)]
     records = json.loads(dvc("exp", "show", "--json", *flags) or "[]")
-    command = "python -m cubecore experiments" + (f" --rev {args.rev}" if args.rev else "") + f" --out {args.out}"
+    command = " ".join(["python -m cubecore experiments", *flags, "--out", args.out])
     out = Path(args.out)
     with atomic_path(out) as tmp:
         tmp.write_text(build(records, command), encoding="utf-8")
@@ -175,5 +175,5 @@ def run(args: argparse.Namespace) -> None:
 def add_parser(commands) -> None:
     parser = commands.add_parser("experiments", help="write the table of every DVC experiment against the frontier")
     parser.add_argument("--out", default="docs/experiments.md", help="Markdown file to write (docs/experiments.md)")
-    parser.add_argument("--rev", default=None, help="the baseline commit whose experiments to list (HEAD)")
+    parser.add_argument("--rev", action="append", help="a baseline commit whose experiments to list (HEAD); repeatable")
     parser.set_defaults(run=run)
