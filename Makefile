@@ -28,8 +28,8 @@ $(STAMP): requirements.txt pyproject.toml
 repro: $(STAMP)
 	$(BIN)/dvc repro
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -q
+test: $(STAMP)  # one pytest worker per core (pytest-xdist)
+	$(BIN)/python -m pytest -q -n auto
 
 bench: $(STAMP)
 	$(BIN)/python bench/extract.py

