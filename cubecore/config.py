@@ -192,6 +192,10 @@ class Params:
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
 
 
+# How a run goes, not what it computes: no stage lists these in dvc.yaml, trained models'
+# cache keys leave them out, and tables of changed params skip them.
+RUN_SETTINGS = ("base.cache_dir", "extract.workers", "train.threads", "train.resume", "train.checkpoint_dir")
+
 CHOICES = {
     "data.source": ("chatterbot", "chitchat", "files"),
     "data.files.format": ("pairs", "conversations"),

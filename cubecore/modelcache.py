@@ -25,19 +25,19 @@ from torch import nn
 
 from cubecore.artifacts import atomic_path, umask
 from cubecore.checkpoints import UNLOADABLE
-from cubecore.config import TrainParams, as_dict
+from cubecore.config import RUN_SETTINGS, TrainParams, as_dict
 from cubecore.paths import usable_dir
 from cubecore.tasks import TaskData
 from cubecore.trainer import run_key
 
 log = logging.getLogger(__name__)
 
-RUN_SETTINGS = ("resume", "checkpoint_dir", "threads")  # how a run goes, not what it learns
+TRAIN_RUN_SETTINGS = {key.removeprefix("train.") for key in RUN_SETTINGS if key.startswith("train.")}
 
 
 def cache_file(model: nn.Module, name: str, params: TrainParams, seed: int, train: TaskData, val: TaskData) -> Path:
     layout = [(k, list(t.shape)) for k, t in model.state_dict().items()]
-    settings = {k: v for k, v in as_dict(params).items() if k not in RUN_SETTINGS}
+    settings = {k: v for k, v in as_dict(params).items() if k not in TRAIN_RUN_SETTINGS}
     key = run_key(name, layout, settings, seed, train.inputs, train.targets, val.inputs, val.targets)
     return usable_dir(params.checkpoint_dir, "train.checkpoint_dir") / "baselines" / f"{name}-{key}.safetensors"
 

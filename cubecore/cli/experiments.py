@@ -19,13 +19,13 @@ from pathlib import Path
 
 from cubecore.artifacts import atomic_path
 from cubecore.cli.report import EVAL, cell, dvc, leaves, param_cell, table, verdict
+from cubecore.config import RUN_SETTINGS
 from cubecore.errors import CubecoreError
 
 log = logging.getLogger(__name__)
 
 TRAIN = "metrics/train.json"
 # how a run goes, not what it computes (no stage tracks them; tests/test_dvc_yaml.py lists the same)
-NOT_PARAMS = ("base.cache_dir", "extract.workers", "train.checkpoint_dir", "train.threads", "train.resume")
 
 
 class Run:
@@ -56,7 +56,7 @@ class Run:
         if self.baseline is None:
             return "— (baseline)"
         keys = [k for k in self.params if self.params[k] != self.baseline.params.get(k)]
-        shown = [".".join(k) for k in keys if ".".join(k) not in NOT_PARAMS]
+        shown = [".".join(k) for k in keys if ".".join(k) not in RUN_SETTINGS]
         return ", ".join(f"{name}={param_cell(self.params[tuple(name.split('.'))])}" for name in shown) or "none"
 
     def metric(self, model: str, name: str):
