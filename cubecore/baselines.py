@@ -22,7 +22,7 @@ from torch import nn
 from cubecore.config import TrainParams
 from cubecore.modelcache import cached_fit
 from cubecore.modes import get_mode
-from cubecore.tasks import TaskData
+from cubecore.tasks import TaskData, corrupted_once
 from cubecore.trainer import Trainer, seed_everything
 
 
@@ -166,10 +166,12 @@ def fit_trained(model: nn.Module, train: TaskData, val: TaskData, params: TrainP
 
 
 def fit_baselines(train: TaskData, val: TaskData, params: TrainParams, alphas: list[float],
-                  seed: int, cube_parameters: int, key: str) -> tuple[dict[str, nn.Module], dict]:
-    """Every baseline fitted on ``train`` (the trained ones early-stop on ``val``, as the cube does)."""
+                  seed: int, cube_parameters: int, key: str, noise: float = 0.0) -> tuple[dict[str, nn.Module], dict]:
+    """Every baseline fitted on ``train`` (the trained ones early-stop on ``val``, as the cube does).
+    ``noise`` > 0 (a noisy pairing: the trainer corrupts each batch) fits the ridge on inputs
+    corrupted once, so it is a denoiser like the trained models."""
     dim = train.inputs.shape[1]
-    ridge, alpha = fit_ridge(train, alphas, seed)
+    ridge, alpha = fit_ridge(corrupted_once(train, noise, seed) if noise else train, alphas, seed)
     seed_everything(seed)
     mlp = ResidualMLP(dim, ResidualMLP.hidden_for(dim, cube_parameters))
     fit_trained(mlp, train, val, params, seed, f"mlp-{key}", "mlp")

@@ -37,7 +37,7 @@ from cubecore.metrics import cosine, retrieval_summary, target_ranks, text_score
 from cubecore.modes import get_mode
 from cubecore.nearest import nearest
 from cubecore.targets import seed_targets
-from cubecore.tasks import TaskData, corrupt, split_tasks
+from cubecore.tasks import TaskData, corrupted_once, split_tasks
 from cubecore.trainer import predict, run_key, use_threads
 from cubecore.training import load_model, load_split
 
@@ -108,8 +108,7 @@ def score_views(model, mode, data, split_dir: str | Path, names: list[str], para
         rows = split_tasks(view.pairing, data.embeddings, parts, noise, seed)
         train = rows["train"]
         if view.pairing.noisy:  # a ridge *denoiser*: fitted on noisy inputs, as the cube was trained
-            train = TaskData(corrupt(train.inputs, noise, torch.Generator().manual_seed(seed)), train.targets,
-                             train.target_ids)
+            train = corrupted_once(train, noise, seed)
         bank = AnswerBank(train.target_ids, data.embeddings, data.texts)
         models = {"cube": view.module(model), "identity": Identity(),
                   "ridge": fit_ridge(train, params.evaluate.ridge_alphas, seed)[0]}
@@ -154,7 +153,8 @@ def evaluate(params: Params, data_dir: str | Path, split_dir: str | Path, model_
     key = run_key("baselines", as_dict(params.train), seed, cube.parameter_count(),
                   train.inputs, splits["val"].targets)
     models, fitted = fit_baselines(train, splits["val"], params.train, params.evaluate.ridge_alphas,
-                                   seed, cube.parameter_count(), key)
+                                   seed, cube.parameter_count(), key,
+                                   noise=params.train.autoencoder.noise if mode.pairing.noisy else 0.0)
     family = blend_family(models["ridge"], params.evaluate.blend_weights)
     models = {"cube": cube, **models}
     point_names = [n for n in BASELINES if n != "blend"] + list(family)

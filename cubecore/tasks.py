@@ -60,6 +60,12 @@ def corrupt(x: torch.Tensor, noise: float, generator: torch.Generator) -> torch.
     return x + scale * torch.randn(x.shape, generator=generator)
 
 
+def corrupted_once(rows: TaskData, noise: float, seed: int) -> TaskData:
+    """``rows`` with inputs corrupted once with ``seed``: what a closed-form fit (ridge) sees
+    of a noisy pairing, whose trained models draw fresh noise every batch."""
+    return TaskData(corrupt(rows.inputs, noise, torch.Generator().manual_seed(seed)), rows.targets, rows.target_ids)
+
+
 def task_data(pairing: Pairing, embeddings: np.ndarray, pairs: Pairs, noise: float = 0.0,
               seed: int | None = None, exclude: np.ndarray | None = None) -> TaskData:
     """The rows of one split; with ``seed``, noisy inputs are corrupted once with that seed

@@ -110,3 +110,29 @@ def test_trained_baselines_are_cached_by_what_defines_them(tmp_path, caplog):
     assert epochs == 2 and len(warnings) == 1 and "unusable cached baseline" in warnings[0]
     _, epochs, _ = fit(params)
     assert epochs == 0
+
+
+def test_ridge_of_a_noisy_pairing_is_a_denoiser(tmp_path):
+    """Autoencoder rows hold clean inputs (the trainer corrupts each batch): with ``noise`` the
+    ridge is fitted on corrupted inputs and projects the noise away; without, it learns the identity."""
+    from cubecore.tasks import corrupt
+
+    basis = torch.randn(2, DIM, generator=torch.Generator().manual_seed(3))  # texts near a 2-d plane
+
+    def texts(n, seed):
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(n, 2, generator=g) @ basis + 0.05 * torch.randn(n, DIM, generator=g)
+        return TaskData(x, x, np.arange(n) + seed * 10_000)
+
+    train, val = texts(512, 1), texts(128, 2)
+    noisy_val = corrupt(val.inputs, 0.5, torch.Generator().manual_seed(9))
+    params = TrainParams(epochs=1, batch_size=64, checkpoint_dir=str(tmp_path))
+
+    def ridge_cosine(noise):
+        models, _ = fit_baselines(train, val, params, [0.1, 1.0], seed=0, cube_parameters=200, key=f"n{noise}",
+                                  noise=noise)
+        return float(F.cosine_similarity(models["ridge"](noisy_val), val.targets).mean())
+
+    as_is = float(F.cosine_similarity(noisy_val, val.targets).mean())
+    assert ridge_cosine(0.0) < as_is + 0.01  # fitted on clean inputs: the identity, noise kept
+    assert ridge_cosine(0.5) > as_is + 0.05
