@@ -117,9 +117,9 @@ class Blend(nn.Module):
         return (1 - self.a) * F.normalize(self.ridge(x), dim=-1) + self.a * F.normalize(x, dim=-1)
 
 
-def blend_family(ridge: Linear, weights: list[float]) -> dict[str, Blend]:
-    """One blend per weight, named ``blend@<a>``."""
-    return {f"blend@{a:g}": Blend(ridge, a) for a in weights}
+def blend_family(ridge: Linear, steps: int) -> dict[str, Blend]:
+    """The blends at a = 0, 1/steps, ..., 1, named ``blend@<a>``."""
+    return {f"blend@{k / steps:g}": Blend(ridge, k / steps) for k in range(steps + 1)}
 
 
 class LinearMap(nn.Module):

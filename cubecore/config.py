@@ -172,7 +172,7 @@ class TrainParams:
 class EvaluateParams:
     recall_at: list[int] = field(default_factory=lambda: [1, 5, 10])
     ridge_alphas: list[float] = field(default_factory=lambda: [0.1, 1.0, 10.0, 100.0])
-    blend_weights: list[float] = field(default_factory=lambda: [i / 10 for i in range(11)])
+    blend_steps: int = 100
     bootstrap: int = 1000
     require: list[str] = field(default_factory=list)
     bleu_target: float = 0.4            # the seed's bleu_threshold, reported in metrics `targets`
@@ -311,7 +311,7 @@ RANGES = {
     "evaluate.reconstruction_target": (-1, 1, True, True),
     "evaluate.recall_at": (1, INF, True, False),
     "evaluate.ridge_alphas": (0, INF, False, False),
-    "evaluate.blend_weights": (0, 1, True, True),
+    "evaluate.blend_steps": (1, INF, True, False),
     "evaluate.bootstrap": (100, INF, True, False),
 }
 
@@ -371,7 +371,6 @@ def _validate(p: Params) -> None:
         (p.train.dual.dialogue_weight + p.train.dual.autoencoder_weight > 0,
          "train.dual: dialogue_weight + autoencoder_weight must be > 0"),
         (p.data.source != "files" or bool(p.data.files.paths), "data.files.paths is empty but data.source is 'files'"),
-        (bool(p.evaluate.blend_weights), "evaluate.blend_weights must not be empty"),
     ]
     for ok, message in relations:
         if not ok:

@@ -155,7 +155,7 @@ def evaluate(params: Params, data_dir: str | Path, split_dir: str | Path, model_
     models, fitted = fit_baselines(train, splits["val"], params.train, params.evaluate.ridge_alphas,
                                    seed, cube.parameter_count(), key,
                                    noise=params.train.autoencoder.noise if mode.pairing.noisy else 0.0)
-    family = blend_family(models["ridge"], params.evaluate.blend_weights)
+    family = blend_family(models["ridge"], params.evaluate.blend_steps)
     models = {"cube": cube, **models}
     point_names = [n for n in BASELINES if n != "blend"] + list(family)
     bank = AnswerBank(train.target_ids, data.embeddings, data.texts)

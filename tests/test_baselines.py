@@ -50,7 +50,7 @@ def test_blend_mixes_unit_vectors():
     assert torch.allclose(Blend(ridge, 0.0)(x), F.normalize(ridge(x), dim=-1), atol=1e-6)
     mid = Blend(ridge, 0.3)(x)
     assert torch.allclose(mid, 0.7 * F.normalize(ridge(x), dim=-1) + 0.3 * F.normalize(x, dim=-1))
-    assert list(blend_family(ridge, [0.0, 0.5, 1.0])) == ["blend@0", "blend@0.5", "blend@1"]
+    assert list(blend_family(ridge, 2)) == ["blend@0", "blend@0.5", "blend@1"]
 
 
 def test_linear_map_starts_at_the_identity():

@@ -112,7 +112,7 @@ def synthetic(tmp_path_factory):
         cube=CubeParams(lattice=[4, 4, 4], channels=4, hidden=8, position_channels=2, steps=1),
         train=TrainParams(epochs=3, batch_size=16, lr=0.01, patience=3, checkpoint_dir=str(root / "ckpt"),
                           loss=LossParams(cosine=1.0, infonce=0.1, queue_size=32)),
-        evaluate=EvaluateParams(recall_at=[1, 5, 10], ridge_alphas=[1.0], blend_weights=[0.0, 0.5, 1.0],
+        evaluate=EvaluateParams(recall_at=[1, 5, 10], ridge_alphas=[1.0], blend_steps=2,
                                 bootstrap=200))
     train(params, data, split, root / "model", progress=False)
     return params, data, split, root / "model"
