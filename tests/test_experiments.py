@@ -26,8 +26,8 @@ def record(rev, params, eval_json, name=None, experiments=None):
             "data": {"rev": rev, "params": {"params.yaml": {"data": params}}, "metrics": metrics}}
 
 
-def params(lr=0.0005, steps=4, threads=1):
-    return {"train": {"lr": lr, "threads": threads}, "cube": {"steps": steps}}
+def params(lr=0.0005, steps=4, threads=1, blend_steps=100):
+    return {"train": {"lr": lr, "threads": threads}, "cube": {"steps": steps}, "evaluate": {"blend_steps": blend_steps}}
 
 
 def records():
@@ -82,3 +82,11 @@ def test_runs_of_several_baseline_commits_share_one_table():
     assert "(baseline commits aaaaaaa, fffffff)" in text
     slower = next(line for line in text.splitlines() if line.startswith("| slower |"))
     assert "train.lr=0.001" in slower and "cube.steps" not in slower
+
+
+def test_the_blend_grid_of_the_frontier_is_stated():
+    fine = build(records(), "c")
+    assert "- Blend weights on each run's frontier: 101." in fine
+    coarse = record("a" * 40, {**params(), "evaluate": {"blend_weights": [i / 10 for i in range(11)]}},
+                    evaluation((0.49, 0.32), -0.001, -0.002, 0.0))
+    assert "frontier: 11 (a coarse grid overstates margins" in build([coarse], "c")

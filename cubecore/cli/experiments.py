@@ -25,7 +25,6 @@ from cubecore.errors import CubecoreError
 log = logging.getLogger(__name__)
 
 TRAIN = "metrics/train.json"
-# how a run goes, not what it computes (no stage tracks them; tests/test_dvc_yaml.py lists the same)
 
 
 class Run:
@@ -58,6 +57,12 @@ class Run:
         keys = [k for k in self.params if self.params[k] != self.baseline.params.get(k)]
         shown = [".".join(k) for k in keys if ".".join(k) not in RUN_SETTINGS]
         return ", ".join(f"{name}={param_cell(self.params[tuple(name.split('.'))])}" for name in shown) or "none"
+
+    def blend_points(self) -> int | None:
+        """How many blend weights the run's frontier had (runs before ``evaluate.blend_steps`` listed them)."""
+        steps = self.params.get(("evaluate", "blend_steps"))
+        weights = self.params.get(("evaluate", "blend_weights"))
+        return steps + 1 if isinstance(steps, int) else len(weights) if isinstance(weights, list) else None
 
     def metric(self, model: str, name: str):
         return self.eval.get(model, {}).get(self.split, {}).get(name)
@@ -131,8 +136,11 @@ def views_table(runs: list[Run]) -> list[str]:
 def summary(done: list[Run]) -> list[str]:
     best, split = done[0], done[0].split
     outside = [r.name for r in done if (r.interval()[0] or -1.0) > 0]
+    grids = sorted({r.blend_points() for r in done} - {None})
     return [f"- Runs evaluated: {len(done)}; every figure on the report split `{split}` "
             f"({cell(best.eval['setup'].get(f'{split}_rows'))} rows).",
+            f"- Blend weights on each run's frontier: {' or '.join(map(str, grids)) or 'not recorded'}"
+            + (" (a coarse grid overstates margins: README, `evaluate.blend_steps`)." if grids and grids[0] < 101 else "."),
             f"- Best frontier margin: **{best.name}**, {signed(best.margin())} ({best.verdict()}).",
             f"- Outside the frontier beyond noise: {', '.join(outside)}." if outside else
             "- No run lies outside the frontier beyond noise."]
