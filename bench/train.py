@@ -10,7 +10,10 @@ rounds and the ratios compare figures measured minutes apart, under the same loa
 - a dense square matmul doing the FLOPs of one training step, in fp32 and bf16;
 - the equal-size MLP baseline's throughput, for scale.
 
-    .venv/bin/python bench/train.py [--rounds 3] [--batches 20] [--out bench/results/train.json]
+    .venv/bin/python bench/train.py [--rounds 3] [--batches 20] [--compile] [--out bench/results/train.json]
+
+``--compile`` adds the fast kernel under ``torch.compile`` (inductor); its compilation time
+(the warm-up steps) is logged, not counted in samples/s.
 """
 from __future__ import annotations
 
@@ -73,6 +76,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each figure is its best")
     parser.add_argument("--batches", type=int, default=20, help="training steps timed per model and round")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    parser.add_argument("--compile", action="store_true", help="also time the fast kernel under torch.compile")
     parser.add_argument("--out", default="bench/results/train.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -92,6 +96,10 @@ def main() -> None:
         "after_bf16": training_step(copy.deepcopy(cube), batch, args.dim, loss, bf16=True),
         "mlp": training_step(mlp, batch, args.dim, loss),
     }
+    if args.compile:
+        started = time.perf_counter()
+        steps["after_compiled"] = training_step(torch.compile(copy.deepcopy(cube)), batch, args.dim, loss)
+        log.info("torch.compile: %.1f s for the 3 warm-up steps (compilation)", time.perf_counter() - started)
     dense = {name: dense_matmul(3 * flops * batch, dtype)
              for name, dtype in (("dense_fp32", torch.float32), ("dense_bf16", torch.bfloat16))}
     best = dict.fromkeys([*steps, *dense], 0.0)
@@ -113,6 +121,7 @@ def main() -> None:
         "cube_parameters": cube.parameter_count(), "cube_flops_per_sample": flops,
         "before": cube_row("before", "dense_fp32"), "after": cube_row("after", "dense_fp32"),
         "after_bf16": cube_row("after_bf16", "dense_bf16"),
+        **({"after_compiled": cube_row("after_compiled", "dense_fp32")} if args.compile else {}),
         "dense_matmul_n": dense["dense_fp32"][2],
         "dense_fp32_gflops": round(best["dense_fp32"] / 1e9, 2),
         "dense_bf16_gflops": round(best["dense_bf16"] / 1e9, 2),
@@ -121,7 +130,10 @@ def main() -> None:
     }
     write_json(args.out, results)
     print(f"{'cube training':22s} {'samples/s':>10s} {'GFLOP/s':>8s} {'% of dense':>11s} {'vs before':>10s}")
-    for name, label in (("before", "before (27-tap conv)"), ("after", "after (fp32)"), ("after_bf16", "after (bf16 autocast)")):
+    for name, label in (("before", "before (27-tap conv)"), ("after", "after (fp32)"), ("after_bf16", "after (bf16 autocast)"),
+                        ("after_compiled", "after (torch.compile)")):
+        if name not in results:
+            continue
         row = results[name]
         print(f"{label:22s} {row['samples_per_second']:10.1f} {row['gflops']:8.2f} "
               f"{row['of_dense']:10.1%}  {row['speedup_vs_before']:9.2f}x   (vs {row['dense']})")
