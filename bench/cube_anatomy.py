@@ -32,7 +32,7 @@ def main() -> None:
         raise SystemExit("error: only a reshape-placement cube has a per-dimension read-out bias")
     _, splits = load_split(root / "data/extract", root / "data/split", get_mode(info["mode"]).pairing, 0.0, 0,
                           ("train", args.split))
-    rows, mean = splits[args.split], splits["train"].targets.mean(0)
+    rows, mean = splits[args.split], splits["train"].targets[:].mean(0)
     candidates = {f"x + {b:g}·mean answer": rows.inputs + b * mean for b in (0.0, 0.25, 0.5, 1.0, 1.5)}
     candidates["x + the cube's read-out bias"] = rows.inputs + cube.placement.bias.detach()
     candidates["cube"] = predict(cube, rows.inputs)

@@ -20,6 +20,7 @@ import torch
 from cubecore.baselines import LinearMap
 from cubecore.config import load_params
 from cubecore.cube import CubicCore
+from cubecore.modes import get_mode
 from cubecore.tasks import TaskData
 from cubecore.trainer import Trainer, seed_everything
 from cubecore.training import load_split
@@ -42,7 +43,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     params = load_params(args.params)
     seed = params.base.seed
-    _, splits = load_split(args.data, args.split, params.train.mode, params.train.autoencoder.noise, seed,
+    _, splits = load_split(args.data, args.split, get_mode(params.train.mode).pairing, params.train.autoencoder.noise, seed,
                            ("train", "val"))
     if args.train_rows:
         rows = splits["train"]
@@ -68,7 +69,7 @@ def main() -> None:
             model = CubicCore(params.cube, dim) if name == "cube" else LinearMap(dim)
             trainer = Trainer(model, train_params, seed, f"objective-{name}")
             started = time.perf_counter()
-            summary = trainer.fit(splits["train"], splits["val"], params.train.mode, progress=False)
+            summary = trainer.fit(splits["train"], splits["val"], progress=False)
             t = float(trainer.objective.temperature().detach())
             print(f"| {name} | {infonce} | {queue} | {temperature} {'learned' if learn else 'fixed'} | "
                   f"{summary['val_cosine']:.4f} | {summary['val_mrr']:.4f} | {summary['best_epoch']} | {t:.3f} | "

@@ -92,33 +92,39 @@ def run_stage(stage: str, work: Path, max_steps: int, queries: int) -> dict:
 
         metrics = split_pairs(work / "filtered", work / "split", p.split, p.base.seed)["split"]
         return {k: metrics[k] for k in ("train", "val", "test")}
+    from cubecore.modes import get_mode
     from cubecore.training import load_split
+
+    pairing = get_mode(p.train.mode).pairing
 
     if stage == "train":
         from cubecore.config import as_dict
         from cubecore.cube import CubicCore
+        from cubecore.rows import MappedRows
         from cubecore.tasks import TaskData
         from cubecore.trainer import Trainer, run_key, seed_everything
 
-        data, splits = load_split(work / "data", work / "split", p.train.mode, p.train.autoencoder.noise,
+        data, splits = load_split(work / "data", work / "split", pairing, p.train.autoencoder.noise,
                                   p.base.seed, ("train", "val"))
         train, val = splits["train"], splits["val"]
         key = run_key(as_dict(p.cube), as_dict(p.train), p.base.seed, train.inputs, val.targets)
-        rows = max_steps * p.train.batch_size
-        capped = TaskData(train.inputs[:rows], train.targets[:rows], train.target_ids[:rows])
+        rows = max_steps * p.train.batch_size  # the first rows, still read from the map per batch
+        capped = TaskData(*(MappedRows(part.matrix, part.ids[:rows]) for part in (train.inputs, train.targets)),
+                          train.target_ids[:rows])
         seed_everything(p.base.seed)
         model = CubicCore(p.cube, DIM)
-        summary = Trainer(model, p.train, p.base.seed, key, name="cube").fit(capped, val, p.train.mode,
-                                                                            progress=False)
+        summary = Trainer(model, p.train, p.base.seed, key, name="cube").fit(capped, val, progress=False)
         return {"train_rows": len(train), "trained_rows": len(capped), "val_rows": len(val),
                 "val_cosine": round(summary["val_cosine"], 4)}
     if stage == "evaluate":
         from cubecore.baselines import fit_ridge
         from cubecore.evaluation import AnswerBank
         from cubecore.metrics import target_ranks
+        from cubecore.stage import steady_heap
         from cubecore.trainer import predict
 
-        data, splits = load_split(work / "data", work / "split", p.train.mode, p.train.autoencoder.noise,
+        steady_heap()  # as the evaluate stage does
+        data, splits = load_split(work / "data", work / "split", pairing, p.train.autoencoder.noise,
                                   p.base.seed, ("train", "val", "test"))
         train, test = splits["train"], splits["test"]
         ridge, alpha = fit_ridge(train, p.evaluate.ridge_alphas, p.base.seed)

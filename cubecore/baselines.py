@@ -22,6 +22,7 @@ from torch import nn
 from cubecore.config import TrainParams
 from cubecore.modelcache import cached_fit
 from cubecore.modes import get_mode
+from cubecore.rows import MappedRows, blocks
 from cubecore.tasks import TaskData, corrupted_once
 from cubecore.trainer import Trainer, seed_everything
 
@@ -32,9 +33,10 @@ class Identity(nn.Module):
 
 
 class MeanTarget(nn.Module):
-    def __init__(self, targets: torch.Tensor):
+    def __init__(self, targets: torch.Tensor | MappedRows):
         super().__init__()
-        self.register_buffer("mean", targets.mean(0))
+        total = sum(block.double().sum(0) for block in blocks(targets))
+        self.register_buffer("mean", (total / len(targets)).float())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mean.expand(len(x), -1)

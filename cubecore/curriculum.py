@@ -17,11 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from cubecore.config import CurriculumParams
+from cubecore.rows import MappedRows, blocks
 
 
-def difficulty(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def difficulty(inputs: torch.Tensor | MappedRows, targets: torch.Tensor | MappedRows) -> torch.Tensor:
     """``1 - cos(input, target)`` per row: 0 for the easiest, 2 for the hardest."""
-    return 1 - F.cosine_similarity(inputs, targets, dim=-1)
+    return torch.cat([1 - F.cosine_similarity(x, y, dim=-1) for x, y in zip(blocks(inputs), blocks(targets))])
 
 
 def admitted_fraction(params: CurriculumParams, epoch: int, epochs: int) -> float:

@@ -26,14 +26,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from cubecore import artifacts
-from cubecore.baselines import Identity, blend_family, fit_baselines, fit_ridge
+from cubecore.baselines import Blend, Identity, blend_family, fit_baselines, fit_ridge
 from cubecore.bootstrap import LEVEL, interval, resample_means
 from cubecore.config import Params, as_dict
 from cubecore.frontier import frontier_report, margin
 from cubecore.lineup import BASELINES, HEADLINE, INTERVALS, MODELS
-from cubecore.metrics import cosine, retrieval_summary, target_ranks, text_scores
+from cubecore.metrics import (candidate_index, cosine, mixed_retrieval_ranks, retrieval_summary, target_ranks,
+                              text_scores)
 from cubecore.modes import get_mode
 from cubecore.nearest import nearest
 from cubecore.targets import seed_targets
@@ -63,12 +65,29 @@ class AnswerBank:
         return [self.texts[i] for i in index[:, 0].tolist()]
 
 
-def per_row(pred: torch.Tensor, rows: TaskData) -> dict[str, np.ndarray]:
-    """Each row's cosine, rank of its target, reciprocal rank and hit@1."""
-    ranks, _ = target_ranks(pred, rows.targets, rows.target_ids)
+def row_values(pred: torch.Tensor, rows: TaskData, ranks: torch.Tensor) -> dict[str, np.ndarray]:
+    """Each row's cosine, rank of its target (given), reciprocal rank and hit@1."""
     ranks = ranks.numpy()
     return {"cosine": cosine(pred, rows.targets).numpy(), "rank": ranks, "mrr": 1.0 / ranks,
             "recall@1": (ranks <= 1).astype(np.float64)}
+
+
+def per_row(pred: torch.Tensor, rows: TaskData) -> dict[str, np.ndarray]:
+    """Each row's cosine, rank of its target, reciprocal rank and hit@1."""
+    return row_values(pred, rows, target_ranks(pred, rows.targets, rows.target_ids)[0])
+
+
+def blend_rows(family: dict[str, Blend], rows: TaskData) -> dict[str, dict[str, np.ndarray]]:
+    """``per_row`` of every blend of one ridge: the normalised ridge prediction and input are
+    computed once, and the ranks of all blends come from their two score matrices."""
+    blends = list(family.values())
+    unit_ridge = F.normalize(predict(blends[0].ridge, rows.inputs), dim=-1)
+    unit_input = F.normalize(rows.inputs, dim=-1)
+    first_rows, position = candidate_index(rows.target_ids)
+    ranks = mixed_retrieval_ranks(unit_ridge, unit_input, rows.targets[first_rows], position,
+                                  [blend.a for blend in blends])
+    return {name: row_values((1 - blend.a) * unit_ridge + blend.a * unit_input, rows, blend_ranks)
+            for (name, blend), blend_ranks in zip(family.items(), ranks)}
 
 
 def summary(values: dict[str, np.ndarray], recall_at: list[int]) -> dict:
@@ -165,7 +184,7 @@ def evaluate(params: Params, data_dir: str | Path, split_dir: str | Path, model_
     trivial: dict = {}
     for split in evaluated:  # val first: the blend weight is chosen there
         rows = splits[split]
-        values[split] = {n: per_row(predict(m, rows.inputs), rows) for n, m in family.items()}
+        values[split] = blend_rows(family, rows)
         if split == "val":
             chosen = max(family, key=lambda n: values["val"][n]["cosine"].mean() + values["val"][n]["mrr"].mean())
             models["blend"] = family[chosen]

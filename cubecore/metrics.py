@@ -2,6 +2,7 @@
 text metrics (BLEU, ROUGE-L) with a tokenization that works for every script."""
 from __future__ import annotations
 
+import functools
 import logging
 import re
 
@@ -36,6 +37,26 @@ def retrieval_ranks(pred: torch.Tensor, candidates: torch.Tensor, true_index: to
         true = scores.gather(1, true_index[start:start + chunk, None])
         ranks.append(1 + (scores > true).sum(1))
     return torch.cat(ranks) if ranks else torch.zeros(0, dtype=torch.long)
+
+
+def mixed_retrieval_ranks(first: torch.Tensor, second: torch.Tensor, candidates: torch.Tensor,
+                          true_index: torch.Tensor, weights: list[float]) -> torch.Tensor:
+    """``retrieval_ranks`` of the predictions ``(1 - a) * first + a * second`` for every ``a`` in
+    ``weights``, ``[len(weights), N]``. A prediction's score against a candidate is the same mix of
+    ``first``'s and ``second``'s scores, so two score matrices per chunk serve every weight
+    (instead of one matrix product per weight); the three matrices stay within ``SCORES_BUDGET``."""
+    chunk = max(1, SCORES_BUDGET // (3 * max(1, len(candidates))))
+    candidates = F.normalize(candidates.float(), dim=-1)
+    ranks = torch.empty((len(weights), len(first)), dtype=torch.long)
+    for start in range(0, len(first), chunk):
+        index = true_index[start:start + chunk, None]
+        scores = [part[start:start + chunk].float() @ candidates.T for part in (first, second)]
+        true = [s.gather(1, index) for s in scores]
+        mixed = torch.empty_like(scores[0])
+        for i, a in enumerate(weights):
+            torch.lerp(*scores, a, out=mixed).sub_(torch.lerp(*true, a)).gt_(0)  # 1 where above the true one
+            ranks[i, start:start + chunk] = 1 + mixed.sum(1).long()
+    return ranks
 
 
 def retrieval_summary(ranks: torch.Tensor, recall_at: list[int]) -> dict:
@@ -92,10 +113,10 @@ class UnicodeTokenizer:
     def __init__(self):
         from nltk.stem import porter
 
-        self.stemmer = porter.PorterStemmer()
+        self.stem = functools.lru_cache(maxsize=1 << 17)(porter.PorterStemmer().stem)  # words repeat a lot
 
     def tokenize(self, text: str) -> list[str]:
-        return [self.stemmer.stem(t) if len(t) > 3 and t.isascii() and t.isalnum() else t
+        return [self.stem(t) if len(t) > 3 and t.isascii() and t.isalnum() else t
                 for t in WORD.findall(text.lower())]
 
 

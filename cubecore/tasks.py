@@ -24,8 +24,8 @@ MIN_ROWS = 2  # per split: a training batch needs two rows, and so does any rank
 
 @dataclass
 class TaskData:
-    inputs: torch.Tensor      # [N, dim]
-    targets: torch.Tensor     # [N, dim]
+    inputs: torch.Tensor | rows.MappedRows   # [N, dim] (the training split: read per batch)
+    targets: torch.Tensor | rows.MappedRows  # [N, dim]
     target_ids: np.ndarray    # text id of each target (retrieval candidates are the distinct ones)
 
     def __len__(self) -> int:
@@ -63,18 +63,22 @@ def corrupt(x: torch.Tensor, noise: float, generator: torch.Generator) -> torch.
 def corrupted_once(rows: TaskData, noise: float, seed: int) -> TaskData:
     """``rows`` with inputs corrupted once with ``seed``: what a closed-form fit (ridge) sees
     of a noisy pairing, whose trained models draw fresh noise every batch."""
-    return TaskData(corrupt(rows.inputs, noise, torch.Generator().manual_seed(seed)), rows.targets, rows.target_ids)
+    return TaskData(corrupt(rows.inputs[:], noise, torch.Generator().manual_seed(seed)), rows.targets, rows.target_ids)
 
 
 def task_data(pairing: Pairing, embeddings: np.ndarray, pairs: Pairs, noise: float = 0.0,
               seed: int | None = None, exclude: np.ndarray | None = None) -> TaskData:
-    """The rows of one split; with ``seed``, noisy inputs are corrupted once with that seed
-    (fixed validation inputs), otherwise the trainer corrupts per batch. Rows leave out the
-    text ids in ``exclude`` where the pairing is ``disjoint``."""
+    """The rows of one split. With ``seed`` they are read into memory, and noisy inputs are
+    corrupted once with that seed (fixed validation inputs). Without, they are training rows:
+    read from ``embeddings`` per batch (``rows.MappedRows``), corrupted per batch by the trainer.
+    Rows leave out the text ids in ``exclude`` where the pairing is ``disjoint``."""
     input_ids, target_ids = pairing.ids(pairs, exclude if exclude is not None else np.zeros(0, np.int64))
+    if seed is None:
+        return TaskData(rows.MappedRows(embeddings, input_ids), rows.MappedRows(embeddings, target_ids),
+                        np.asarray(target_ids))
     inputs = torch.from_numpy(rows.gather(embeddings, input_ids))
     targets = torch.from_numpy(rows.gather(embeddings, target_ids))
-    if pairing.noisy and seed is not None:
+    if pairing.noisy:
         inputs = corrupt(inputs, noise, torch.Generator().manual_seed(seed))
     return TaskData(inputs, targets, np.asarray(target_ids))
 

@@ -35,6 +35,7 @@ from cubecore.metrics import prediction_scores
 from cubecore.modes import Mode, get_mode
 from cubecore.paths import project_path, usable_dir
 from cubecore.progress import progress as progress_bar
+from cubecore.rows import MappedRows, blocks
 from cubecore.tasks import TaskData
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,9 @@ def run_key(*parts) -> str:
     for part in parts:
         if isinstance(part, torch.Tensor):
             digest.update(part.contiguous().numpy().view(np.uint8))  # no copy of the bytes
+        elif isinstance(part, MappedRows):  # the same bytes as the tensor of its rows
+            for block in blocks(part):
+                digest.update(block.numpy().view(np.uint8))
         else:
             digest.update(json.dumps(part, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:16]
@@ -210,9 +214,9 @@ class Trainer:
         return self.group.broadcast(self._scores(val) if self.group.main else None)
 
     def _scores(self, val: TaskData) -> dict:
-        pred = predict(self.model, val.inputs)
-        scores = prediction_scores(pred, val.targets, val.target_ids)
-        row = {"val_loss": self.objective.batched(pred, val.targets, self.params.batch_size),
+        pred, targets = predict(self.model, val.inputs), val.targets[:]  # [:]: read mapped rows
+        scores = prediction_scores(pred, targets, val.target_ids)
+        row = {"val_loss": self.objective.batched(pred, targets, self.params.batch_size),
                "val_cosine": scores["cosine"], "val_mrr": scores["mrr"], "val_recall@1": scores["recall@1"]}
         if self.params.loss.learn_temperature:
             row["temperature"] = float(self.objective.temperature().detach())

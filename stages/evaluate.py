@@ -5,12 +5,13 @@ from pathlib import Path
 from cubecore import gates, plots
 from cubecore.artifacts import write_json
 from cubecore.evaluation import HEADLINE, MODELS, evaluate
-from cubecore.stage import main_guard, stage_args
+from cubecore.stage import main_guard, stage_args, steady_heap
 
 
 @main_guard
 def main() -> None:
     args, params = stage_args(__doc__, "data", "split", "model", "live", "plots", "metrics")
+    steady_heap()
     metrics, curves = evaluate(params, args.data, args.split, args.model)
     write_json(args.metrics, metrics)
     out, mode = Path(args.plots), metrics["setup"]["mode"]

@@ -33,6 +33,23 @@ def test_gather_equals_fancy_indexing_and_releases_the_map(tmp_path):
     assert np.asarray(mapped[ids[:5]]).tolist() == matrix[ids[:5]].tolist()  # still readable
 
 
+def test_mapped_rows_read_what_indexing_reads_and_stay_unresident(tmp_path):
+    matrix = np.random.default_rng(0).standard_normal((40_000, 384), dtype=np.float32)  # 61 MB
+    artifacts.write_embeddings(tmp_path / "e.npy", matrix)
+    ids = np.random.default_rng(1).integers(0, len(matrix), 30_000)
+    train = rows.MappedRows(artifacts.read_embeddings(tmp_path / "e.npy"), ids)
+    assert len(train) == 30_000 and train.shape == (30_000, 384)
+    before = rss_file_kb()
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
+    for start in range(0, len(order), 64):  # an epoch of batches, read from the map
+        batch = order[start:start + 64]
+        assert torch.equal(train[batch], torch.from_numpy(matrix[ids[batch.numpy()]]))
+    assert rss_file_kb() - before < 20_000  # the whole map was read, then released as it went
+    assert torch.equal(train[5:9], torch.from_numpy(matrix[ids[5:9]]))
+    assert torch.equal(torch.cat(list(rows.blocks(train, chunk=7_000))), train[:])
+    assert torch.equal(torch.cat(list(rows.blocks(train[:], chunk=7_000))), train[:])
+
+
 @pytest.mark.parametrize("k, block, budget", [(1, 7, 20), (3, 16, 1000), (5, 1000, 1 << 20)])
 def test_chunked_nearest_equals_the_whole_matrix(k, block, budget):
     g = torch.Generator().manual_seed(0)
