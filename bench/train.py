@@ -12,8 +12,8 @@ rounds and the ratios compare figures measured minutes apart, under the same loa
 
     .venv/bin/python bench/train.py [--rounds 3] [--batches 20] [--compile] [--out bench/results/train.json]
 
-``--compile`` adds the fast kernel under ``torch.compile`` (inductor); its compilation time
-(the warm-up steps) is logged, not counted in samples/s.
+``--compile`` adds the fast kernel under ``torch.compile`` (inductor), in fp32 and under bf16
+autocast; compilation time (the warm-up steps) is logged, not counted in samples/s.
 """
 from __future__ import annotations
 
@@ -99,7 +99,9 @@ def main() -> None:
     if args.compile:
         started = time.perf_counter()
         steps["after_compiled"] = training_step(torch.compile(copy.deepcopy(cube)), batch, args.dim, loss)
-        log.info("torch.compile: %.1f s for the 3 warm-up steps (compilation)", time.perf_counter() - started)
+        steps["after_compiled_bf16"] = training_step(torch.compile(copy.deepcopy(cube)), batch, args.dim, loss,
+                                                     bf16=True)
+        log.info("torch.compile: %.1f s for the warm-up steps of both (compilation)", time.perf_counter() - started)
     dense = {name: dense_matmul(3 * flops * batch, dtype)
              for name, dtype in (("dense_fp32", torch.float32), ("dense_bf16", torch.bfloat16))}
     best = dict.fromkeys([*steps, *dense], 0.0)
@@ -121,7 +123,8 @@ def main() -> None:
         "cube_parameters": cube.parameter_count(), "cube_flops_per_sample": flops,
         "before": cube_row("before", "dense_fp32"), "after": cube_row("after", "dense_fp32"),
         "after_bf16": cube_row("after_bf16", "dense_bf16"),
-        **({"after_compiled": cube_row("after_compiled", "dense_fp32")} if args.compile else {}),
+        **({"after_compiled": cube_row("after_compiled", "dense_fp32"),
+            "after_compiled_bf16": cube_row("after_compiled_bf16", "dense_bf16")} if args.compile else {}),
         "dense_matmul_n": dense["dense_fp32"][2],
         "dense_fp32_gflops": round(best["dense_fp32"] / 1e9, 2),
         "dense_bf16_gflops": round(best["dense_bf16"] / 1e9, 2),
@@ -131,7 +134,7 @@ def main() -> None:
     write_json(args.out, results)
     print(f"{'cube training':22s} {'samples/s':>10s} {'GFLOP/s':>8s} {'% of dense':>11s} {'vs before':>10s}")
     for name, label in (("before", "before (27-tap conv)"), ("after", "after (fp32)"), ("after_bf16", "after (bf16 autocast)"),
-                        ("after_compiled", "after (torch.compile)")):
+                        ("after_compiled", "after (torch.compile)"), ("after_compiled_bf16", "after (compile, bf16)")):
         if name not in results:
             continue
         row = results[name]
