@@ -176,7 +176,6 @@ def embed_shard(params: Params, index: int, count: int, workers: int = 1) -> dic
 def extract(params: Params, out_dir: str | Path, progress: bool = True) -> tuple[dict, dict]:
     """Write texts, embeddings, pairs and the teacher identity to ``out_dir``; return the
     metrics (the same on every run) and the run's speed and cache figures, apart."""
-    started = time.perf_counter()
     corpus, texts, pairs, teacher, cache = open_sources(params)
     embeddings, stats = embed_with_cache(texts, teacher, cache, progress=progress,
                                         workers=params.extract.workers)
@@ -187,7 +186,6 @@ def extract(params: Params, out_dir: str | Path, progress: bool = True) -> tuple
         artifacts.write_json(tmp / "teacher.json", teacher.identity())
         artifacts.write_jsonl(tmp / "rejects.jsonl", corpus.rejects)
     speed = {key: stats.pop(key) for key in ("cache_hits", "cache_misses", "embed_seconds", "texts_per_second")}
-    speed["stage_seconds"] = round(time.perf_counter() - started, 3)
     metrics = {"source": params.data.source, **corpus.counts(), "pairs": len(pairs), "distinct_texts": len(texts),
                "dim": teacher.hidden_size, "precision": teacher.precision,
                **stats}

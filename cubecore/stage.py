@@ -1,4 +1,4 @@
-"""What every DVC stage script shares: arguments, logging, and one-line errors."""
+"""What every DVC stage script shares: arguments, logging, one-line errors, and the speed file."""
 from __future__ import annotations
 
 import argparse
@@ -6,11 +6,27 @@ import ctypes
 import ctypes.util
 import functools
 import logging
+import resource
 import sys
+import time
 
+from cubecore.artifacts import write_json
 from cubecore.config import Params, load_params
 from cubecore.errors import CubecoreError
 from cubecore.paths import output_path
+
+
+STARTED = time.perf_counter()  # reset when a stage's main starts
+
+
+def write_speed(path: str, speed: dict) -> None:
+    """Write a stage's speed file, ``{stage: figures}``, adding the stage's wall time since its
+    main started (``stage_seconds``) and its peak RSS, its worker processes' included
+    (``peak_memory_mb``)."""
+    (stage, figures), = speed.items()
+    peak_kb = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    write_json(path, {stage: {**figures, "stage_seconds": round(time.perf_counter() - STARTED, 3),
+                              "peak_memory_mb": round(peak_kb / 1024, 1)}})
 
 
 def main_guard(main):
@@ -18,6 +34,8 @@ def main_guard(main):
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
+        global STARTED
+        STARTED = time.perf_counter()
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
         try:
             return main(*args, **kwargs)

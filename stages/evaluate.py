@@ -5,12 +5,12 @@ from pathlib import Path
 from cubecore import gates, plots
 from cubecore.artifacts import write_json
 from cubecore.evaluation import HEADLINE, MODELS, evaluate
-from cubecore.stage import main_guard, stage_args, steady_heap
+from cubecore.stage import main_guard, stage_args, steady_heap, write_speed
 
 
 @main_guard
 def main() -> None:
-    args, params = stage_args(__doc__, "data", "split", "model", "live", "plots", "metrics")
+    args, params = stage_args(__doc__, "data", "split", "model", "live", "plots", "metrics", "speed")
     steady_heap()
     metrics, curves = evaluate(params, args.data, args.split, args.model)
     write_json(args.metrics, metrics)
@@ -23,6 +23,7 @@ def main() -> None:
     plots.headline_bars(metrics, MODELS, HEADLINE, out / "headline.png", f"Validation metrics per model ({mode})")
     plots.frontier(curves["frontier"], out / "frontier.png", out / "frontier.csv",
                    f"Cube against the baselines' frontier ({curves['frontier']['split']}, {mode})")
+    write_speed(args.speed, {"evaluate": {}})
     gates.enforce(params.evaluate.require, params.evaluate.recall_at, metrics)
 
 

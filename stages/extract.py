@@ -1,7 +1,7 @@
 """DVC stage `extract`: dialogue source -> distinct texts -> teacher embeddings."""
 from cubecore.artifacts import write_json
 from cubecore.extraction import extract
-from cubecore.stage import main_guard, stage_args
+from cubecore.stage import main_guard, stage_args, write_speed
 
 
 @main_guard
@@ -9,7 +9,7 @@ def main() -> None:
     args, params = stage_args(__doc__, "out", "metrics", "speed")
     metrics, speed = extract(params, args.out)
     write_json(args.metrics, metrics)
-    write_json(args.speed, speed)
+    write_speed(args.speed, speed)
 
 
 if __name__ == "__main__":

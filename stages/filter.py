@@ -1,13 +1,14 @@
 """DVC stage `filter`: quality rules over pairs; removed pairs go to a rejects file."""
 from cubecore.artifacts import write_json
 from cubecore.filtering import filter_pairs
-from cubecore.stage import main_guard, stage_args
+from cubecore.stage import main_guard, stage_args, write_speed
 
 
 @main_guard
 def main() -> None:
-    args, params = stage_args(__doc__, "data", "out", "metrics")
+    args, params = stage_args(__doc__, "data", "out", "metrics", "speed")
     write_json(args.metrics, filter_pairs(args.data, args.out, params.filter))
+    write_speed(args.speed, {"filter": {}})
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 from dvclive import Live
 
 from cubecore.artifacts import write_json
-from cubecore.stage import main_guard, stage_args
+from cubecore.stage import main_guard, stage_args, write_speed
 from cubecore.training import pretrain
 
 
@@ -12,7 +12,7 @@ def main() -> None:
     with Live(args.live, dvcyaml=False, save_dvc_exp=False) as live:
         metrics, speed = pretrain(params, args.data, args.split, args.model, live=live)
     write_json(args.metrics, metrics)
-    write_json(args.speed, speed)
+    write_speed(args.speed, speed)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
 """DVC stage `split`: seeded, group-aware train/val(/test) split."""
 from cubecore.artifacts import write_json
 from cubecore.splitting import split_pairs
-from cubecore.stage import main_guard, stage_args
+from cubecore.stage import main_guard, stage_args, write_speed
 
 
 @main_guard
 def main() -> None:
-    args, params = stage_args(__doc__, "data", "out", "metrics")
+    args, params = stage_args(__doc__, "data", "out", "metrics", "speed")
     write_json(args.metrics, split_pairs(args.data, args.out, params.split, params.base.seed))
+    write_speed(args.speed, {"split": {}})
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from dvclive import Live
 
 from cubecore import distributed
 from cubecore.artifacts import write_json
-from cubecore.stage import main_guard, stage_args
+from cubecore.stage import main_guard, stage_args, write_speed
 from cubecore.training import train
 
 
@@ -22,7 +22,7 @@ def main() -> None:
                                    pretrained_dir=args.pretrained, group=group)
     if group.main:
         write_json(args.metrics, metrics)
-        write_json(args.speed, speed)
+        write_speed(args.speed, speed)
 
 
 if __name__ == "__main__":

@@ -226,7 +226,8 @@ def test_a_missed_requirement_fails_the_stage_after_writing_its_results(syntheti
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     done = subprocess.run([sys.executable, "-m", "stages.evaluate", "--data", str(data), "--split", str(split),
                            "--model", str(model), "--live", "live", "--plots", "plots", "--metrics", "eval.json",
-                           "--allow-outside"], cwd=tmp_path, capture_output=True, text=True, check=False,
+                           "--speed", "speed.json", "--allow-outside"],
+                          cwd=tmp_path, capture_output=True, text=True, check=False,
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert done.returncode == 1, done.stderr[-2000:]
     metrics = json.loads((tmp_path / "eval.json").read_text())

@@ -20,12 +20,13 @@ def run_stage(repo_root, module, *args):
 @pytest.fixture
 def paths(tmp_path):
     return {"data": make_dataset(tmp_path / "extract"), "out": tmp_path / "filter",
-            "metrics": tmp_path / "metrics" / "filter.json", "params": tmp_path / "params.yaml"}
+            "metrics": tmp_path / "metrics" / "filter.json", "speed": tmp_path / "speed" / "filter.json",
+            "params": tmp_path / "params.yaml"}
 
 
 def filter_args(paths):
     return ["--allow-outside", "--params", paths["params"], "--data", paths["data"], "--out", paths["out"],
-            "--metrics", paths["metrics"]]
+            "--metrics", paths["metrics"], "--speed", paths["speed"]]
 
 
 @pytest.mark.parametrize("params_text, name", [
@@ -63,3 +64,5 @@ def test_filter_stage_writes_outputs_and_metrics(repo_root, paths):
     metrics = json.loads(paths["metrics"].read_text(encoding="utf-8"))["filter"]
     assert metrics["pairs_in"] == len(PAIRS) == metrics["kept"] + metrics["removed"]
     assert sorted(p.name for p in paths["out"].iterdir()) == ["pairs.tsv", "rejects.jsonl"]
+    speed = json.loads(paths["speed"].read_text(encoding="utf-8"))["filter"]
+    assert set(speed) == {"stage_seconds", "peak_memory_mb"} and speed["stage_seconds"] > 0
