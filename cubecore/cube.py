@@ -7,12 +7,14 @@ one value per cell and placed back into an embedding of the teacher's dimension 
 ``readout: global``, plus a linear map of the mean cell state to the whole embedding).
 
 The state is kept channels-last, ``[B, X, Y, Z, C]``, so every per-cell map is one matmul
-over all ``B·X·Y·Z`` cells, and perception reads only the K neighbour taps it uses: the K
-shifted views of the (zero- or wrap-) padded lattice are laid side by side, ``[B, X, Y, Z, K·C]``,
-and contracted with the perception weight in one matmul (its gradient likewise).
+over all ``B·X·Y·Z`` cells, and perception reads only the K neighbour taps it uses: each cell's
+K neighbour states (zero across a wall, wrapped around on a periodic lattice) are gathered side
+by side, ``[B, X, Y, Z, K·C]``, and contracted with the perception weight in one matmul (its
+gradient likewise).
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
@@ -30,21 +32,30 @@ def neighbour_offsets(neighbourhood: int) -> list[tuple[int, int, int]]:
             if 0 < sum(map(abs, offset)) <= (1 if neighbourhood == 6 else 3)]
 
 
-def pad_lattice(state: torch.Tensor, periodic: bool) -> torch.Tensor:
-    """``[B, X, Y, Z, C]`` -> ``[B, X+2, Y+2, Z+2, C]``: one cell of walls (zeros) or wrap-around."""
-    if not periodic:
-        return F.pad(state, (0, 0, 1, 1, 1, 1, 1, 1))
-    for axis in (1, 2, 3):
-        state = torch.cat([state.narrow(axis, -1, 1), state, state.narrow(axis, 0, 1)], dim=axis)
-    return state
+@functools.lru_cache(maxsize=64)
+def neighbour_index(sizes: tuple[int, int, int], offsets: tuple[tuple[int, int, int], ...],
+                    periodic: bool) -> torch.Tensor:
+    """For every (cell, tap), cell-major, the row of the flattened lattice it reads: ``[X·Y·Z·K]``.
+    Across a wall that is row ``X·Y·Z`` (a zero row appended); periodic lattices wrap around."""
+    size = torch.tensor(sizes)
+    cells = torch.stack(torch.meshgrid(*(torch.arange(n) for n in sizes), indexing="ij"), dim=-1)
+    read = cells.reshape(-1, 1, 3) + torch.tensor(offsets)  # [cells, K, 3]
+    outside = ((read < 0) | (read >= size)).any(-1)
+    read = read % size
+    rows = (read * torch.tensor([sizes[1] * sizes[2], sizes[2], 1])).sum(-1)
+    return (rows if periodic else rows.masked_fill(outside, math.prod(sizes))).reshape(-1)
 
 
 def neighbour_views(state: torch.Tensor, offsets: list[tuple[int, int, int]], periodic: bool) -> torch.Tensor:
-    """``[B, X, Y, Z, C]`` -> every cell's K neighbour states side by side, ``[B, X, Y, Z, K·C]``."""
-    padded = pad_lattice(state, periodic)  # [B, X+2, Y+2, Z+2, C]
-    sizes = state.shape[1:4]
-    return torch.cat([padded[:, 1 + dx:1 + dx + sizes[0], 1 + dy:1 + dy + sizes[1], 1 + dz:1 + dz + sizes[2]]
-                      for dx, dy, dz in offsets], dim=-1)  # cat on the last dim: ~2.5x faster than stack
+    """``[B, X, Y, Z, C]`` -> every cell's K neighbour states side by side, ``[B, X, Y, Z, K·C]``:
+    one ``index_select`` of the lattice's rows (with a zero row for the walls), 2x faster than
+    concatenating K shifted slices of a padded lattice."""
+    batch, c = state.shape[0], state.shape[-1]
+    rows = state.reshape(batch, -1, c)
+    if not periodic:
+        rows = F.pad(rows, (0, 0, 0, 1))  # the wall: one zero row
+    views = rows.index_select(1, neighbour_index(tuple(state.shape[1:4]), tuple(offsets), periodic))
+    return views.view(*state.shape[:4], len(offsets) * c)
 
 
 class NeighbourContraction(torch.autograd.Function):

@@ -8,7 +8,7 @@ import torch
 
 from cubecore.config import CubeParams
 from bench.reference_cube import reference_forward
-from cubecore.cube import CellRule, CubicCore, neighbour_offsets
+from cubecore.cube import CellRule, CubicCore, neighbour_offsets, neighbour_views
 from cubecore.errors import CubecoreError
 
 SMALL = CubeParams(lattice=[4, 4, 4], channels=6, hidden=8, position_channels=2, steps=2)
@@ -220,3 +220,21 @@ def test_bf16_training_follows_the_fp32_loss_curve():
     bf16 = _loss_curve(copy.deepcopy(model), x, y, bf16=True, steps=60)
     assert fp32[-1] < 0.8 * fp32[0]  # it learns, so the curves are compared along a real descent
     assert ((bf16 - fp32).abs() / fp32).max() < 0.01
+
+
+@pytest.mark.parametrize("neighbourhood, periodic", list(itertools.product((6, 26), (False, True))))
+def test_neighbour_views_are_the_shifted_lattices(neighbourhood, periodic):
+    """Every tap's block is the lattice shifted by its offset: zero across a wall, wrapped around
+    on a periodic lattice (the gather equals padding and slicing, bit for bit)."""
+    state = torch.randn(3, 4, 3, 5, 2)
+    padded = torch.nn.functional.pad(state, (0, 0, 1, 1, 1, 1, 1, 1))
+    if periodic:
+        padded = state
+        for axis in (1, 2, 3):
+            padded = torch.cat([padded.narrow(axis, -1, 1), padded, padded.narrow(axis, 0, 1)], dim=axis)
+    offsets = neighbour_offsets(neighbourhood)
+    views = neighbour_views(state, offsets, periodic)
+    assert views.shape == (3, 4, 3, 5, 2 * len(offsets))
+    for k, (dx, dy, dz) in enumerate(offsets):
+        shifted = padded[:, 1 + dx:5 + dx, 1 + dy:4 + dy, 1 + dz:6 + dz]
+        assert torch.equal(views[..., 2 * k:2 * k + 2], shifted), (dx, dy, dz)
