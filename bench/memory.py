@@ -1,0 +1,109 @@
+"""Benchmark: the two memory mechanisms of issue 9, each against what it replaced, on a project's
+own data (``data/extract``, ``data/split`` and ``models/cube`` of a ``dvc repro``).
+
+- **batch reads**: a training epoch's batches of question and answer rows read the way the
+  trainer does (``rows.MappedRows``: one ``pread`` per row, nothing mapped), against fancy
+  indexing of the memory map with its pages released after every batch (``rows.release``):
+  microseconds per batch and the growth of this process's resident file pages.
+- **evaluate's heap**: ``evaluation.evaluate`` in two fresh processes, with and without
+  ``stage.steady_heap``: wall time and peak RSS of each (the trained baselines come from the
+  model cache when it holds them, so run the stage once first for a fair second figure).
+
+    .venv/bin/python bench/memory.py [--root .] [--batches 2000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the cubecore next to this script
+
+
+def resident_file_kb() -> int:
+    """Resident file-backed pages of this process (Linux /proc), in kB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1])
+    return 0
+
+
+def batch_reads(root: Path, batches: int, batch_size: int) -> dict:
+    """Microseconds per batch of question + answer rows, and resident file pages grown, per reader."""
+    from cubecore import artifacts, rows
+
+    pairs = artifacts.read_pairs(root / "data/split/train.tsv")
+    matrix = artifacts.read_embeddings(root / "data/extract/embeddings.npy")
+    mapped = [rows.MappedRows(matrix, ids) for ids in (pairs.question_id, pairs.answer_id)]
+
+    def mapped_batch(index: np.ndarray) -> None:
+        for part in mapped:
+            part[index]
+
+    def released_batch(index: np.ndarray) -> None:
+        for ids in (pairs.question_id, pairs.answer_id):
+            np.asarray(matrix[ids[index]], dtype=np.float32)
+        rows.release(matrix)
+
+    order = np.random.default_rng(0).integers(0, len(pairs.question_id), (batches, batch_size))
+    out = {}
+    for name, read in (("pread per row (MappedRows)", mapped_batch), ("mapped, released per batch", released_batch)):
+        before, started = resident_file_kb(), time.perf_counter()
+        for index in order:
+            read(index)
+        out[name] = {"us_per_batch": round((time.perf_counter() - started) / batches * 1e6, 1),
+                     "resident_file_growth_kb": resident_file_kb() - before}
+    return out
+
+
+def evaluate_child(root: Path, steady: bool) -> dict:
+    """Run in a fresh process: ``evaluate`` on the project, with or without the steady heap."""
+    from cubecore.config import load_params
+    from cubecore.evaluation import evaluate
+    from cubecore.stage import steady_heap
+
+    if steady:
+        steady_heap()
+    started = time.perf_counter()
+    evaluate(load_params(root / "params.yaml"), root / "data/extract", root / "data/split", root / "models/cube")
+    return {"seconds": round(time.perf_counter() - started, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", default=".", help="project directory after `dvc repro`")
+    parser.add_argument("--batches", type=int, default=2000)
+    parser.add_argument("--child", choices=["steady", "default"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    root = Path(args.root).resolve()
+    if args.child:
+        print(json.dumps(evaluate_child(root, args.child == "steady")))
+        return
+    from cubecore.config import load_params
+
+    params = load_params(root / "params.yaml")
+    torch.set_num_threads(params.train.threads or torch.get_num_threads())
+    print(f"load average {os.getloadavg()[0]:.2f}; {root}")
+    for name, figures in batch_reads(root, args.batches, params.train.batch_size).items():
+        print(f"batch reads  {name:<28s} {figures['us_per_batch']:8.1f} us/batch  "
+              f"resident file pages +{figures['resident_file_growth_kb']:,} kB")
+    for mode in ("default", "steady"):
+        done = subprocess.run([sys.executable, __file__, "--root", str(root), "--child", mode], cwd=ROOT,
+                              capture_output=True, text=True, check=True)
+        figures = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"evaluate     {'steady_heap' if mode == 'steady' else 'glibc default':<28s} "
+              f"{figures['seconds']:8.1f} s         peak RSS {figures['peak_rss_mb']:,} MB")
+
+
+if __name__ == "__main__":
+    main()
