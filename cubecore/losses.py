@@ -90,13 +90,17 @@ class Objective(nn.Module):
             negatives = self.queue
         return combined_loss(pred, target, self.weights, self.temperature(), negatives)
 
+    @property
+    def keeps_queue(self) -> bool:
+        """Whether training targets are queued (``queue_size`` > 0 and InfoNCE on)."""
+        return bool(self.weights.queue_size and self.weights.infonce)
+
     @torch.no_grad()
     def enqueue(self, target: torch.Tensor) -> None:
         """Add a batch's targets to the queue, dropping the oldest beyond ``queue_size``."""
-        size = self.weights.queue_size
-        if size and self.weights.infonce:
+        if self.keeps_queue:
             self.queue = torch.cat([self.queue.reshape(-1, target.shape[1]),
-                                    F.normalize(target.detach().float(), dim=-1)])[-size:]
+                                    F.normalize(target.detach().float(), dim=-1)])[-self.weights.queue_size:]
 
     @torch.no_grad()
     def batched(self, pred: torch.Tensor, target: torch.Tensor, batch_size: int) -> float:

@@ -259,10 +259,11 @@ class Trainer:
                 if len(index) < 2 * group.world:  # every rank needs 2 rows (InfoNCE): all skip alike
                     continue
                 rows = group.shard(index)
+                x, y = train.inputs[rows], train.targets[rows]  # read once (training rows come from disk)
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=p.precision == "bf16"):
-                    loss, terms = batch_loss(train.inputs[rows], train.targets[rows], noise, self.state.step)
+                    loss, terms = batch_loss(x, y, noise, self.state.step)
                 if not torch.isfinite(loss):
-                    raise self._diverged(loss, terms, epoch, train.inputs[rows], train.targets[rows])
+                    raise self._diverged(loss, terms, epoch, x, y)
                 lr = self.lr_at(self.state.step, total_steps)
                 for param_group in self.optimizer.param_groups:
                     param_group["lr"] = lr
@@ -271,7 +272,8 @@ class Trainer:
                 if p.grad_clip > 0:
                     nn.utils.clip_grad_norm_(self.model.parameters(), p.grad_clip)
                 self.optimizer.step()
-                self.objective.enqueue(train.targets[index])  # the global batch's: the same queue on every rank
+                if self.objective.keeps_queue:  # the global batch's targets: the same queue on every rank
+                    self.objective.enqueue(y if len(rows) == len(index) else train.targets[index])
                 self.state.step += 1
                 total += loss.item() * len(rows)
                 trained += len(rows)
