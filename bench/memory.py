@@ -7,7 +7,10 @@ own data (``data/extract``, ``data/split`` and ``models/cube`` of a ``dvc repro`
   microseconds per batch and the growth of this process's resident file pages.
 - **evaluate's heap**: ``evaluation.evaluate`` in two fresh processes, with and without
   ``stage.steady_heap``: wall time and peak RSS of each (the trained baselines come from the
-  model cache when it holds them, so run the stage once first for a fair second figure).
+  model cache when it holds them, so run the stage once first for a fair second figure);
+  and, for the reason the steady heap is kept out of training, the cube's training steps
+  (``bench/train.py``'s step: params.yaml's cube and batch, fp32) in two fresh processes with
+  and without it: samples/s.
 
     .venv/bin/python bench/memory.py [--root .] [--batches 2000]
 """
@@ -79,15 +82,42 @@ def evaluate_child(root: Path, steady: bool) -> dict:
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
+def train_child(root: Path, steady: bool, steps: int = 100) -> dict:
+    """Run in a fresh process: cube training samples/s, with or without the steady heap."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from train import rate, training_step
+
+    from cubecore.config import load_params
+    from cubecore.cube import CubicCore
+    from cubecore.stage import steady_heap
+
+    if steady:
+        steady_heap()
+    params = load_params(root / "params.yaml")
+    torch.set_num_threads(params.train.threads or torch.get_num_threads())
+    torch.manual_seed(params.base.seed)
+    batch = params.train.batch_size
+    step = training_step(CubicCore(params.cube, 384), batch, 384, params.train.loss)
+    return {"samples_per_second": round(max(rate(step, steps) for _ in range(3)) * batch, 1)}
+
+
+def child(root: Path, mode: str) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--root", str(root), "--child", mode], cwd=ROOT,
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", default=".", help="project directory after `dvc repro`")
     parser.add_argument("--batches", type=int, default=2000)
-    parser.add_argument("--child", choices=["steady", "default"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["steady", "default", "train-steady", "train-default"],
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     root = Path(args.root).resolve()
     if args.child:
-        print(json.dumps(evaluate_child(root, args.child == "steady")))
+        run = train_child if args.child.startswith("train-") else evaluate_child
+        print(json.dumps(run(root, args.child.endswith("steady"))))
         return
     from cubecore.config import load_params
 
@@ -98,11 +128,12 @@ def main() -> None:
         print(f"batch reads  {name:<28s} {figures['us_per_batch']:8.1f} us/batch  "
               f"resident file pages +{figures['resident_file_growth_kb']:,} kB")
     for mode in ("default", "steady"):
-        done = subprocess.run([sys.executable, __file__, "--root", str(root), "--child", mode], cwd=ROOT,
-                              capture_output=True, text=True, check=True)
-        figures = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"evaluate     {'steady_heap' if mode == 'steady' else 'glibc default':<28s} "
-              f"{figures['seconds']:8.1f} s         peak RSS {figures['peak_rss_mb']:,} MB")
+        heap = "steady_heap" if mode == "steady" else "glibc default"
+        figures = child(root, mode)
+        print(f"evaluate     {heap:<28s} {figures['seconds']:8.1f} s         peak RSS {figures['peak_rss_mb']:,} MB")
+    for mode in ("default", "steady"):
+        heap = "steady_heap" if mode == "steady" else "glibc default"
+        print(f"cube training {heap:<27s} {child(root, f'train-{mode}')['samples_per_second']:8.1f} samples/s")
 
 
 if __name__ == "__main__":

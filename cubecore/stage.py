@@ -69,7 +69,7 @@ def steady_heap(threshold: int = 1 << 20) -> None:
     glibc raises this threshold each time such a block is freed, then serves later ones from a
     heap that fragments and does not shrink: ``evaluate``'s many score matrices of one size
     took its peak RSS from 0.8 to 2.4 GB on full chitchat. Not for training, whose per-step
-    buffers would then be mapped (and zeroed) anew every step: 2.6x slower.
+    buffers would then be mapped (and zeroed) anew every step: ~2x slower (``bench/memory.py``).
     """
     libc = ctypes.util.find_library("c")
     mallopt = getattr(ctypes.CDLL(libc), "mallopt", None) if libc else None
