@@ -52,7 +52,7 @@ class TeacherParams:
     batch_size: int = 64
     normalize: bool = True
     device: str = "auto"
-    precision: str = "auto"
+    precision: str = "fp32"
 
 
 @dataclass

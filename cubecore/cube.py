@@ -134,6 +134,9 @@ class LearnedPlacement(nn.Module):
         return self.out_of(field.flatten(1))  # [B, X, Y, Z] -> [B, dim]
 
 
+GATE_SHUT = -5.0  # a gated update starts with sigmoid(-5) = 0.7 % of the way to its candidate per step
+
+
 class CellRule(nn.Module):
     """One step of the shared cell rule: perceive the neighbours, update the own state."""
 
@@ -149,7 +152,12 @@ class CellRule(nn.Module):
         self.perceive_bias = nn.Parameter(torch.zeros(c))
         self.update_in = nn.Linear(2 * c + p, h)  # input: [state, perception, position]
         self.update_out = nn.Linear(h, 2 * c if self.gated else c)
-        nn.init.normal_(self.update_out.weight, std=0.1 / math.sqrt(h))  # start close to identity
+        # start close to the identity: every step moves a cell's state by ~1 % (a bias would add
+        # the same shift every step whatever the input, so it starts at zero; a gate starts shut)
+        nn.init.normal_(self.update_out.weight, std=0.01 / math.sqrt(h))
+        nn.init.zeros_(self.update_out.bias)
+        if self.gated:
+            nn.init.constant_(self.update_out.bias[c:], GATE_SHUT)
 
     def perceive(self, state: torch.Tensor) -> torch.Tensor:
         """``[B, X, Y, Z, C]`` -> what each cell perceives of its K neighbours, ``[B, X, Y, Z, C]``."""

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import math
 from pathlib import Path
 
 from cubecore.config import Params
 from cubecore.errors import CubecoreError
-from cubecore.modeldir import content_identity
+from cubecore.modeldir import content_identity, resolve_model_dir, teacher_dim
 
 SOURCE_PACKAGES = {"chatterbot": "chatterbot-corpus", "chitchat": "chitchat-dataset"}
 
@@ -30,8 +31,20 @@ def file_identity(path: str, param: str) -> dict:
     return {"path": path, "bytes": size, "sha256": digest}
 
 
+def check_lattice(params: Params) -> None:
+    """``placement: reshape`` lays the teacher's dims on the lattice: its volume must be that dim."""
+    cube = params.cube
+    dim = teacher_dim(resolve_model_dir(params.teacher.model))
+    volume = math.prod(cube.lattice)
+    if cube.placement == "reshape" and dim is not None and volume != dim:
+        raise CubecoreError(f"cube.lattice: {cube.lattice} holds {volume} cells but the teacher's dimension is "
+                            f"{dim}; use a lattice of volume {dim} or cube.placement: learned")
+
+
 def fingerprint_inputs(params: Params) -> dict:
-    """The data source's content (files or package version) and the teacher's identity."""
+    """The data source's content (files or package version) and the teacher's identity, after
+    the one rule that needs the teacher: the lattice fits its dimension."""
+    check_lattice(params)
     data = params.data
     if data.source == "files":
         source = [file_identity(path, f"data.files.paths[{i}]") for i, path in enumerate(data.files.paths)]

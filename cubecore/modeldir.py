@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
+import json
 from pathlib import Path
 
 from cubecore.errors import CubecoreError
@@ -72,3 +73,9 @@ def content_identity(name: str) -> dict:
         except importlib.metadata.PackageNotFoundError:
             pass
     return {"model": name, "version": version, "weights_sha256": fingerprint(resolve_model_dir(name))}
+
+
+def teacher_dim(model_dir: Path) -> int | None:
+    """The width of the teacher's hidden states (its embedding dimension), from config.json."""
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    return next((config[key] for key in ("hidden_size", "d_model", "n_embd") if isinstance(config.get(key), int)), None)

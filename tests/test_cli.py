@@ -23,7 +23,7 @@ def project(tmp_path_factory):
     from cubecore.extraction import extract
     from cubecore.filtering import filter_pairs
     from cubecore.splitting import split_pairs
-    from cubecore.training import train
+    from cubecore.training import pretrain, train
 
     root = tmp_path_factory.mktemp("cli")
     raw = merge(merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY),
@@ -39,6 +39,7 @@ def project(tmp_path_factory):
         write_json("metrics/extract.json", results)
         write_json("metrics/filter.json", filter_pairs("data/extract", "data/filter", params.filter))
         write_json("metrics/split.json", split_pairs("data/filter", "data/split", params.split, params.base.seed))
+        write_json("metrics/pretrain.json", pretrain(params, "data/extract", "data/split", "models/pretrain")[0])
         results, speed = train(params, "data/extract", "data/split", "models/cube", progress=False)
         write_json("metrics/train.json", results)
         write_json("metrics/speed/train.json", speed)
@@ -154,7 +155,7 @@ def test_info_json_holds_every_file(project, monkeypatch, capsys):
     assert code == 0
     files = json.loads(out)
     assert set(files) == {"models/cube/model.json", "metrics/speed/train.json",
-                          *(f"metrics/{n}.json" for n in ("eval", "extract", "filter", "split", "train"))}
+                          *(f"metrics/{n}.json" for n in ("eval", "extract", "filter", "pretrain", "split", "train"))}
     assert files["metrics/eval.json"] == json.loads((project / "metrics/eval.json").read_text())
 
 

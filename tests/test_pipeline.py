@@ -89,6 +89,12 @@ def test_make_repro_from_a_plain_shell_then_noop_force_and_review(project):
     teacher = (root / "data/extract/teacher.json").read_text()
     assert str(REPO) not in teacher and "site-packages" not in teacher  # identity by content, not path
 
+    for command in (["info"], ["info", "--json"], ["doctor"], ["answer", "How are you?", "--top-k", "2"]):
+        # the README's commands on the real outputs (`report` below, once there is a revision to compare)
+        out = run(sys.executable, "-m", "cubecore", *command)
+        assert out.strip(), command
+    assert "training  " in run(sys.executable, "-m", "cubecore", "info")  # metrics/train.json, not pretrain.json
+
     again = run("dvc", "repro")
     for stage in STAGES:
         assert f"Stage '{stage}' didn't change, skipping" in again
@@ -127,6 +133,8 @@ def test_make_repro_from_a_plain_shell_then_noop_force_and_review(project):
     assert "(baseline " in generated
     run("git", "add", "-A")
     run("git", "commit", "-qm", "experiment kept")
+    run(sys.executable, "-m", "cubecore", "report", "--base", "HEAD~1")
+    assert "data.max_pairs" in (root / "report.md").read_text()
 
 
 @pytest.mark.slow

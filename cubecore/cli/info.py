@@ -42,19 +42,18 @@ def load(model_dir: str | Path, metrics_dir: str | Path) -> dict[str, dict]:
     return {str(p): read(p) for p in [model_json, *sorted(Path(metrics_dir).glob("*.json")), *speed]}
 
 
-def section(files: dict[str, dict], name: str) -> dict:
-    """The ``name`` section of ``<metrics>/<name>.json`` (empty when that stage has not run)."""
-    for path, content in files.items():
-        if path.endswith(f"{name}.json"):
-            return content.get(name.split("/")[-1], content)
-    return {}
+def section(files: dict[str, dict], metrics_dir: str | Path, name: str) -> dict:
+    """The ``name`` section of ``<metrics_dir>/<name>.json``, by its exact path (so ``train`` is
+    never ``pretrain.json``); empty when that stage has not run."""
+    content = files.get(str(Path(metrics_dir) / f"{name}.json"), {})
+    return content.get(name.split("/")[-1], content)
 
 
-def describe(files: dict[str, dict]) -> list[str]:
+def describe(files: dict[str, dict], metrics_dir: str | Path) -> list[str]:
     """Model, teacher, data and training, one line each."""
     model = next(iter(files.values()))
     cube, teacher = model["cube"], model["teacher"]
-    train, extract, filtered, split = (section(files, n) for n in ("train", "extract", "filter", "split"))
+    train, extract, filtered, split = (section(files, metrics_dir, n) for n in ("train", "extract", "filter", "split"))
     size = "×".join(map(str, cube["lattice"]))
     parameters = f", {train['parameters']:,} parameters" if "parameters" in train else ""
     lines = [f"model     3-D cubic core ({model['mode']}): {size} lattice, {cube['channels']} channels, "
@@ -67,7 +66,7 @@ def describe(files: dict[str, dict]) -> list[str]:
                      f"by the filter; {sizes}")
     if train:
         stop = "stopped early" if train["stopped_early"] else "ran every epoch"
-        speed = section(files, "speed/train")
+        speed = section(files, metrics_dir, "speed/train")
         rate = f", {speed['samples_per_second']} samples/s" if speed.get("samples_per_second") else ""
         lines.append(f"training  {train['epochs_run']} epochs ({stop}), best epoch {train['best_epoch']}{rate}")
     return lines
@@ -99,7 +98,7 @@ def run(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(files, indent=2))
         return
-    evaluation = section(files, "eval")
-    lines = describe(files) + (comparison(evaluation) if evaluation else
+    evaluation = section(files, args.metrics, "eval")
+    lines = describe(files, args.metrics) + (comparison(evaluation) if evaluation else
                                ["", "not evaluated yet: run `dvc repro` for the metrics"])
     print("\n".join(lines))
