@@ -124,6 +124,27 @@ def blend_family(ridge: Linear, steps: int) -> dict[str, Blend]:
     return {f"blend@{k / steps:g}": Blend(ridge, k / steps) for k in range(steps + 1)}
 
 
+class Shift(nn.Module):
+    """The trivial class ``x + b * (mean training target)``: the input moved toward what every
+    answer shares. The cube must beat its own trivial class to claim anything."""
+
+    def __init__(self, mean: torch.Tensor, b: float):
+        super().__init__()
+        self.b = b
+        self.register_buffer("mean", mean)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.b * self.mean
+
+
+SHIFT_GRID = [k / 10 for k in range(41)]  # b = 0, 0.1, ..., 4 (the default cube sits near 1.5)
+
+
+def shift_family(mean: MeanTarget) -> dict[str, Shift]:
+    """The shifts at every ``b`` of ``SHIFT_GRID``, named ``shift@<b>``."""
+    return {f"shift@{b:g}": Shift(mean.mean, b) for b in SHIFT_GRID}
+
+
 class LinearMap(nn.Module):
     """``x @ W + b`` with ``W`` starting at the identity and ``b`` at zero."""
 

@@ -177,6 +177,7 @@ class EvaluateParams:
     require: list[str] = field(default_factory=list)
     bleu_target: float = 0.4            # the seed's bleu_threshold, reported in metrics `targets`
     reconstruction_target: float = 0.95  # the seed's autoencoder similarity_threshold, reported
+    affine_r2_limit: float = 0.9  # gate lattice_matters: fails when alpha*x + c explains more of the cube
 
 
 @dataclass
@@ -312,6 +313,7 @@ RANGES = {
     "evaluate.recall_at": (1, INF, True, False),
     "evaluate.ridge_alphas": (0, INF, False, False),
     "evaluate.blend_steps": (1, INF, True, False),
+    "evaluate.affine_r2_limit": (0, 1, True, True),
     "evaluate.bootstrap": (100, INF, True, False),
 }
 

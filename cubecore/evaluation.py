@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from cubecore import artifacts
-from cubecore.baselines import Blend, Identity, blend_family, fit_baselines, fit_ridge
+from cubecore.anatomy import anatomy
+from cubecore.baselines import Blend, Identity, Shift, blend_family, fit_baselines, fit_ridge, shift_family
 from cubecore.bootstrap import LEVEL, interval, resample_means
 from cubecore.config import Params, as_dict
 from cubecore.frontier import frontier_report, margin
@@ -88,6 +89,23 @@ def blend_rows(family: dict[str, Blend], rows: TaskData) -> dict[str, dict[str, 
                                   [blend.a for blend in blends])
     return {name: row_values((1 - blend.a) * unit_ridge + blend.a * unit_input, rows, blend_ranks)
             for (name, blend), blend_ranks in zip(family.items(), ranks)}
+
+
+def shift_rows(family: dict[str, Shift], rows: TaskData) -> dict[str, dict[str, np.ndarray]]:
+    """``per_row`` of every ``x + b * mean``: a candidate's score ``x·t + b·mean·t`` ranks like
+    the mix ``(1 - a)·mean·t + a·x·t`` with ``a = 1 / (1 + b)``, so two score matrices serve all."""
+    shifts = list(family.values())
+    mean = shifts[0].mean.expand(len(rows), -1)
+    first_rows, position = candidate_index(rows.target_ids)
+    ranks = mixed_retrieval_ranks(mean, rows.inputs, rows.targets[first_rows], position,
+                                  [1 / (1 + shift.b) for shift in shifts])
+    return {name: row_values(rows.inputs + shift.b * mean, rows, shift_ranks)
+            for (name, shift), shift_ranks in zip(family.items(), ranks)}
+
+
+def chosen_on_val(values_val: dict[str, dict[str, np.ndarray]], family: dict) -> str:
+    """The member of ``family`` with the best val mean of cosine and MRR."""
+    return max(family, key=lambda n: values_val[n]["cosine"].mean() + values_val[n]["mrr"].mean())
 
 
 def summary(values: dict[str, np.ndarray], recall_at: list[int]) -> dict:
@@ -175,8 +193,9 @@ def evaluate(params: Params, data_dir: str | Path, split_dir: str | Path, model_
                                    seed, cube.parameter_count(), key,
                                    noise=params.train.autoencoder.noise if mode.pairing.noisy else 0.0)
     family = blend_family(models["ridge"], params.evaluate.blend_steps)
+    shifts = shift_family(models["mean"])
     models = {"cube": cube, **models}
-    point_names = [n for n in BASELINES if n != "blend"] + list(family)
+    point_names = [n for n in BASELINES if n not in ("blend", "shift")] + list(family) + list(shifts)
     bank = AnswerBank(train.target_ids, data.embeddings, data.texts)
     evaluated = names[1:]
     metrics: dict = {name: {} for name in MODELS}
@@ -184,10 +203,10 @@ def evaluate(params: Params, data_dir: str | Path, split_dir: str | Path, model_
     trivial: dict = {}
     for split in evaluated:  # val first: the blend weight is chosen there
         rows = splits[split]
-        values[split] = blend_rows(family, rows)
+        values[split] = {**blend_rows(family, rows), **shift_rows(shifts, rows)}
         if split == "val":
-            chosen = max(family, key=lambda n: values["val"][n]["cosine"].mean() + values["val"][n]["mrr"].mean())
-            models["blend"] = family[chosen]
+            models["blend"] = family[chosen_on_val(values["val"], family)]
+            models["shift"] = shifts[chosen_on_val(values["val"], shifts)]
         candidates = len(np.unique(rows.target_ids))
         for name in MODELS:
             metrics[name][split], values[split][name] = score(predict(models[name], rows.inputs), rows, bank,
@@ -206,15 +225,21 @@ def evaluate(params: Params, data_dir: str | Path, split_dir: str | Path, model_
     report = evaluated[-1]
     metrics["confidence"] = {"split": report, "level": LEVEL, "resamples": params.evaluate.bootstrap, "seed": seed,
                              **confidence(values[report], best, point_names, params.evaluate.bootstrap, seed)}
+    fit_rows = corrupted_once(train, params.train.autoencoder.noise, seed) if mode.pairing.noisy else train
+    metrics["anatomy"], anatomy_plot = anatomy(cube, fit_rows, {s: splits[s] for s in evaluated}, seed,
+                                               params.evaluate.affine_r2_limit)
     if mode.views:
         metrics["views"] = score_views(cube, mode, data, split_dir, names, params)
     metrics["targets"] = seed_targets(metrics, mode, params.evaluate)
     metrics["setup"] = {"mode": mode.name, "cube_parameters": cube.parameter_count(), **fitted,
-                        "blend_weight": models["blend"].a, "best_baseline": best, "report_split": report,
+                        "blend_weight": models["blend"].a, "shift_weight": models["shift"].b,
+                        "best_baseline": best, "report_split": report,
                         "trivial_recall": trivial,
                         "answer_bank": len(bank.texts), **{f"{s}_rows": len(splits[s]) for s in names}}
     curves = {"cosine": {n: values["val"][n]["cosine"] for n in MODELS},
               "recall": {n: recall_curve(values["val"][n]["rank"]) for n in MODELS},
-              "frontier": {"split": report, "blend": list(family), "points": scatter, **metrics["frontier"][report]}}
+              "frontier": {"split": report, "blend": list(family), "shift": list(shifts), "points": scatter,
+                           **metrics["frontier"][report]},
+              "anatomy": anatomy_plot}
     log.info("evaluate (%s): %s", report, {n: metrics[n][report] for n in MODELS})
     return metrics, curves

@@ -4,12 +4,14 @@ Each entry of the list is one requirement, checked on the report split (``test``
 ``split.test_fraction`` > 0, else ``val``) after ``eval.json`` and the plots are written:
 
 =====================================  ==============================================================
-``not_dominated``                      no baseline (every ``blend@a`` included) is at least as good as
-                                       the cube on cosine and MRR and better on one
+``not_dominated``                      no baseline (every ``blend@a`` and ``shift@b`` included) is at
+                                       least as good as the cube on cosine and MRR and better on one
+``lattice_matters``                    the trivial affine fit ``alpha * x + c`` of the cube's outputs
+                                       (fitted on train) has R² at most ``evaluate.affine_r2_limit``
 ``beats: frontier``                    the cube's frontier margin is > 0: on one of cosine and MRR it
                                        is ahead of every baseline
 ``beats: <baseline>``                  the cube's cosine and MRR are both above the baseline's
-                                       (identity, mean, ridge, linear, mlp, blend)
+                                       (identity, mean, ridge, linear, mlp, blend, shift)
 ``beats: best``                        the same against the best baseline per metric (chosen on val)
 ``beats: <baseline|best> on <metric>`` one metric only: cosine, cosine_median, mrr, recall@<k> (k in
                                        ``evaluate.recall_at``), bleu, rouge_l (``best``: a headline one)
@@ -39,7 +41,7 @@ BEATS = re.compile(r"beats:\s*(?P<target>\S+?)(?:\s+on\s+(?P<metric>\S+?))?(?P<n
 @dataclass(frozen=True)
 class Requirement:
     text: str
-    target: str | None = None  # None: not_dominated
+    target: str | None = None  # None: not_dominated or lattice_matters (the text says which)
     metrics: tuple[str, ...] = ()
     beyond_noise: bool = False
 
@@ -55,11 +57,11 @@ def as_text(entry) -> object:
 def parse(text: str, recall_at: list[int]) -> Requirement:
     """The requirement ``text`` states, or a CubecoreError saying what is wrong with it."""
     text = text.strip()
-    if text == "not_dominated":
+    if text in ("not_dominated", "lattice_matters"):
         return Requirement(text)
     match = BEATS.fullmatch(text)
     if match is None:
-        raise CubecoreError(f"{text!r} is not a requirement (not_dominated, 'beats: <target>', "
+        raise CubecoreError(f"{text!r} is not a requirement (not_dominated, lattice_matters, 'beats: <target>', "
                             f"'beats: <target> on <metric>', each optionally ending in 'beyond noise')")
     target, metric, noise = match["target"], match["metric"], bool(match["noise"])
     if target not in ("frontier", "best", *BASELINES):
@@ -82,6 +84,13 @@ def shortfall(req: Requirement, results: dict) -> str | None:
     """Why ``results`` (eval.json's content) miss ``req`` on the report split, or None."""
     split = results["setup"]["report_split"]
     frontier, confidence = results["frontier"][split], results["confidence"]
+    if req.text == "lattice_matters":
+        anatomy = results["anatomy"]
+        r2, limit = anatomy[split]["trivial"]["r2"], anatomy["affine_r2_limit"]
+        if r2 <= limit:
+            return None
+        return (f"alpha * x + c (alpha {anatomy['alpha']:.4f}, fitted on train) explains the cube's outputs "
+                f"with R² {r2:.4f} > evaluate.affine_r2_limit {limit:g}: the lattice adds next to nothing")
     if req.target is None:
         cube = frontier["cube"]
         if not frontier["dominated"]:

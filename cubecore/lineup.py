@@ -3,5 +3,5 @@ params validation (``evaluate.require``) can check against the same lists."""
 
 HEADLINE = ("cosine", "mrr", "recall@1", "bleu", "rouge_l")
 INTERVALS = ("cosine", "mrr", "recall@1")  # per-row metrics, so they have bootstrap intervals
-BASELINES = ("identity", "mean", "ridge", "linear", "mlp", "blend")
+BASELINES = ("identity", "mean", "ridge", "linear", "mlp", "blend", "shift")
 MODELS = ("cube", *BASELINES)

@@ -218,3 +218,40 @@ def frontier(report: dict, path: Path, csv_path: Path, title: str):
     ax.legend(fontsize=8, loc="lower left")  # the dominated corner, usually empty
     ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def anatomy(data: dict, path: Path, title: str, sample: int = 20_000, seed: int = 0):
+    """What the cube computes, on the report split. Left: the cube's output values against its
+    trivial affine fit ``alpha * x + c`` (a seeded sample of values; on the diagonal when the
+    fit explains the cube). Right: cosine and MRR of the cube beside its fits and its lattice
+    switched off (0 steps), scored on the same rows."""
+    report = data["report"]
+    cube, trivial = data["cube"].numpy().ravel(), data["trivial"].numpy().ravel()
+    pick = np.random.default_rng(seed).choice(len(cube), min(sample, len(cube)), replace=False)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.6))
+    left.scatter(trivial[pick], cube[pick], s=2, alpha=0.3, color="tab:gray", rasterized=True)
+    low, high = np.percentile(np.concatenate([cube[pick], trivial[pick]]), [0.1, 99.9])
+    left.plot([low, high], [low, high], color=HIGHLIGHT_COLOR, linewidth=1.2, label="cube = fit")
+    left.set_xlim(low, high)
+    left.set_ylim(low, high)
+    left.set_xlabel("α·x + c (fitted on train), one value per dim and row")
+    left.set_ylabel("cube output")
+    left.set_title(f"R² α·x + c {report['trivial']['r2']:.4f}, W·x + c {report['general']['r2']:.4f}", fontsize=10)
+    left.legend(fontsize=8, loc="upper left")
+    left.grid(alpha=0.3)
+    names = {"cube": "cube", "general": "W·x + c", "trivial": "α·x + c", "lattice_off": "lattice off"}
+    x = np.arange(2)
+    width = 0.8 / len(names)
+    for i, (key, label) in enumerate(names.items()):
+        values = [report[key]["cosine"], report[key]["mrr"]]
+        bars = right.bar(x + i * width - 0.4 + width / 2, values, width, label=label,
+                         color=HIGHLIGHT_COLOR if key == "cube" else OTHER_COLORS[i % len(OTHER_COLORS)])
+        right.bar_label(bars, fmt="%.3f", rotation=90, padding=2, fontsize=7)
+    right.set_xticks(x, ["cosine", "MRR"])
+    right.set_ylim(0, max(report[k][m] for k in names for m in ("cosine", "mrr")) * 1.25 + 0.02)
+    shares = ", ".join(f"{s:.0%}" for s in report["step_share"])
+    right.set_title(f"{data['split']}: each step's share of the change: {shares or 'no steps'}", fontsize=10)
+    right.legend(fontsize=8, ncols=2, loc="upper right")
+    right.grid(axis="y", alpha=0.3)
+    fig.suptitle(title)
+    return _save(fig, path)

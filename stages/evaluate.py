@@ -23,6 +23,7 @@ def main() -> None:
     plots.headline_bars(metrics, MODELS, HEADLINE, out / "headline.png", f"Validation metrics per model ({mode})")
     plots.frontier(curves["frontier"], out / "frontier.png", out / "frontier.csv",
                    f"Cube against the baselines' frontier ({curves['frontier']['split']}, {mode})")
+    plots.anatomy(curves["anatomy"], out / "anatomy.png", f"What the cube computes ({mode})")
     write_speed(args.speed, {"evaluate": {}})
     gates.enforce(params.evaluate.require, params.evaluate.recall_at, metrics)
 

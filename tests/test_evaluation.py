@@ -156,7 +156,8 @@ def test_frontier_and_intervals_are_consistent(evaluated):
     for split in ("val", "test"):
         report = metrics["frontier"][split]
         assert set(curves["frontier"]["points"][split]) == {"cube", "identity", "mean", "ridge", "linear", "mlp",
-                                                            "blend@0", "blend@0.5", "blend@1"}
+                                                            "blend@0", "blend@0.5", "blend@1",
+                                                            *(f"shift@{k / 10:g}" for k in range(41))}
         cube = (metrics["cube"][split]["cosine"], metrics["cube"][split]["mrr"])
         assert (report["cube"]["cosine"], report["cube"]["mrr"]) == cube
         assert report["dominated"] == (report["margin"] < 0 or bool(report["dominated_by"]))
@@ -244,3 +245,18 @@ def test_evaluate_trains_its_baselines_with_train_threads(synthetic):
     torch.set_num_threads(2)
     evaluate(params, *paths)
     assert params.train.threads == 1 and torch.get_num_threads() == 1
+
+
+def test_anatomy_and_the_trivial_class_are_in_every_evaluation(evaluated, tmp_path):
+    metrics, curves, _ = evaluated
+    anatomy = metrics["anatomy"]
+    assert anatomy["fitted_on"] == "train" and anatomy["steps"] == 1 and anatomy["affine_r2_limit"] == 0.9
+    for split in ("val", "test"):
+        assert {"cube", "trivial", "general", "lattice_off", "step_share"} <= set(anatomy[split])
+        assert anatomy[split]["cube"] == {m: metrics["cube"][split][m] for m in ("cosine", "mrr")}
+    val = curves["frontier"]["points"]["val"]
+    chosen = max((n for n in val if n.startswith("shift@")), key=lambda n: sum(val[n]))  # best val cosine + MRR
+    assert metrics["setup"]["shift_weight"] == float(chosen.split("@")[1])
+    assert val[chosen] == pytest.approx((metrics["shift"]["val"]["cosine"], metrics["shift"]["val"]["mrr"]), abs=1e-4)
+    plots.anatomy(curves["anatomy"], tmp_path / "anatomy.png", "anatomy")
+    assert (tmp_path / "anatomy.png").stat().st_size > 10_000
