@@ -280,7 +280,7 @@ RANGES = {
     "cube.channels": (1, INF, True, False),
     "cube.hidden": (1, INF, True, False),
     "cube.position_channels": (0, INF, True, False),
-    "cube.steps": (1, INF, True, False),
+    "cube.steps": (0, INF, True, False),
     "train.epochs": (1, INF, True, False),
     "train.batch_size": (2, INF, True, False),
     "train.lr": (0, INF, False, False),
