@@ -23,9 +23,9 @@ from matplotlib.transforms import Bbox  # noqa: E402
 from cubecore.artifacts import atomic_path  # noqa: E402
 from cubecore.trainer import HIGHER_IS_BETTER  # noqa: E402
 
-PANELS = {"loss": ("train_loss", "val_loss"), "cosine": ("val_cosine",), "retrieval": ("val_mrr", "val_recall@1")}
 log = logging.getLogger(__name__)
 
+PANELS = {"loss": ("train_loss", "val_loss"), "cosine": ("val_cosine",), "retrieval": ("val_mrr", "val_recall@1")}
 HIGHLIGHT = "cube"
 HIGHLIGHT_COLOR = "#d62728"
 # muted colours for everything else (tab10 without its red, which is the highlight's)
@@ -186,20 +186,20 @@ FAMILIES = {  # key of the frontier report: (parameter, legend entry, colour, li
 }
 FAMILY_TICKS = 5  # members marked along each family's line (and labelled where there is room)
 LEADER = {"arrowstyle": "-", "color": "0.45", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 3}
-_DIRECTIONS = ((1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1))  # up-right: off the frontier
-_INWARD = ((0, -1), (-1, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1))  # below first: for the cube
-_RADII = (5, 14, 28, 46, 70)  # points from the labelled point; past the first, with a leader line
-_ALIGN = {1: ("left", "bottom"), -1: ("right", "top"), 0: ("center", "center")}
+RADII = (5, 14, 28, 46, 70)  # label offsets from the point, in points; past the first, with a leader line
+OUTWARD = ((1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1))  # up-right: off the frontier
+INWARD = ((0, -1), (-1, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1))  # below first: for the cube
+ALIGN = {1: ("left", "bottom"), -1: ("right", "top"), 0: ("center", "center")}  # text away from its point
 
 
-def weight(name: str) -> float:
+def parameter(name: str) -> float:
     """The parameter of a family member: 0.42 for ``blend@0.42``."""
     return float(name.rpartition("@")[2])
 
 
 def family_range(names: list[str]) -> str:
     """``blend@0.73…0.81 (9 weights)`` for several members of a family, the name for one."""
-    names = sorted(names, key=weight)
+    names = sorted(names, key=parameter)
     if len(names) == 1:
         return names[0]
     return f"{names[0]}…{names[-1].rpartition('@')[2]} ({len(names)} weights)"
@@ -234,28 +234,37 @@ class Labeller:
                                     or leader is not None and any(leader.intersects_path(o) for o in self.leaders))
         return inside and box.count_overlaps(self.taken) == 0 and not crossing
 
-    def label(self, text: str, xy, radii=_RADII, directions=_DIRECTIONS, cross_lines: bool = True, **style):
-        """The placed annotation, or None when no offset is free."""
-        point = self.ax.transData.transform(xy)
-        for avoid_lines in (True, False) if cross_lines else (True,):
+    def annotate(self, text: str, xy, radius: float, direction, style: dict):
+        """The annotation ``radius`` points from ``xy`` towards ``direction``, its text's box and
+        its leader (None when it is close enough to need none), in display space."""
+        (dx, dy), point = direction, self.ax.transData.transform(xy)
+        near = np.array([(1 - dx) / 2, (1 - dy) / 2])  # the text's corner nearest the point
+        ann = self.ax.annotate(text, xy, xytext=(dx * radius, dy * radius), textcoords="offset points",
+                               ha=ALIGN[dx][0], va=ALIGN[dy][1],
+                               arrowprops={**LEADER, "relpos": near} if radius > RADII[0] else None,
+                               **{"fontsize": 8, "zorder": 6, **style})
+        ann.update_positions(self.renderer)
+        box = Text.get_window_extent(ann, self.renderer).padded(2)  # the text, not its leader
+        return ann, box, MplPath([box.min + near * box.size, point]) if ann.arrow_patch else None
+
+    def label(self, text: str, xy, directions=OUTWARD, optional: bool = False, **style) -> None:
+        """Label ``xy`` at the first free offset, first avoiding lines, then not. An optional
+        label (a tick) goes right beside its point or nowhere; a required one that finds no free
+        offset goes at the first anyway, with a warning."""
+        radii, passes = (RADII[:2], (True,)) if optional else (RADII, (True, False))
+        for avoid_lines in passes:
             for radius in radii:
-                for dx, dy in directions:
-                    near = np.array([(1 - dx) / 2, (1 - dy) / 2])  # the text's corner nearest the point
-                    ann = self.ax.annotate(text, xy, xytext=(dx * radius, dy * radius), textcoords="offset points",
-                                           ha=_ALIGN[dx][0], va=_ALIGN[dy][1],
-                                           arrowprops={**LEADER, "relpos": near} if radius > radii[0] else None,
-                                           **{"fontsize": 8, "zorder": 6, **style})
-                    ann.update_positions(self.renderer)
-                    box = Text.get_window_extent(ann, self.renderer).padded(2)  # the text, not its leader
-                    leader = MplPath([box.min + near * box.size, point]) if ann.arrow_patch else None
+                for direction in directions:
+                    ann, box, leader = self.annotate(text, xy, radius, direction, style)
                     if self.free(box, leader, avoid_lines):
                         self.taken.append(box)
-                        if leader is not None:
-                            self.leaders.append(leader)
-                            self.lines.append(leader)
-                        return ann
+                        self.leaders += [leader] if leader else []
+                        self.lines += [leader] if leader else []
+                        return
                     ann.remove()
-        return None
+        if not optional:
+            log.warning("plots: no free place for the label %r", text)
+            self.annotate(text, xy, RADII[0], directions[0], style)
 
 
 def frontier(report: dict, path: Path, csv_path: Path, title: str):
@@ -276,7 +285,7 @@ def frontier(report: dict, path: Path, csv_path: Path, title: str):
         writer.writerow(["model", "cosine", "mrr", "on_frontier"])
         for name, (cos, mrr) in {"cube": cube, **pts}.items():
             writer.writerow([name, round(cos, 4), round(mrr, 4), name in report["frontier"]])
-    families = {key: sorted((n for n in report.get(key, []) if n in pts), key=weight) for key in FAMILIES}
+    families = {key: sorted((n for n in report.get(key, []) if n in pts), key=parameter) for key in FAMILIES}
     families = {key: names for key, names in families.items() if names}
     members = {n for names in families.values() for n in names}
     framed = np.array([cube, *(pts[n] for n in report["frontier"]), *(pts[n] for n in members)])
@@ -287,31 +296,32 @@ def frontier(report: dict, path: Path, csv_path: Path, title: str):
     shown = {n: p for n, p in baselines.items() if all(low <= p) and all(p <= high)}
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    named = []  # (label, point, marker colour), in the order they are placed
+    chosen = report.get("chosen")
+    named = []  # (label, point, marker colour), in placing order: what beats the cube, the baselines, the chosen
+    nearest = None if report["dominated_by"] else min(
+        report["frontier"], key=lambda n: max(cube[0] - pts[n][0], cube[1] - pts[n][1]))
     for key, names in families.items():
-        param, legend, color, linestyle = FAMILIES[key]
+        _, legend, color, linestyle = FAMILIES[key]
         ax.plot(*zip(*(pts[n] for n in names)), linestyle, color=color, linewidth=1.5, alpha=0.8, label=legend)
         beating = [n for n in names if n in report["dominated_by"]]
         if beating:
-            named.append((family_range(beating), pts[beating[len(beating) // 2]], color))
             ax.scatter(*zip(*(pts[n] for n in beating)), s=14, color=color, zorder=3)
+        if beating and family_range(beating) != chosen:
+            named.append((family_range(beating), pts[beating[len(beating) // 2]], color))
+        if nearest in names and nearest != chosen:
+            named.append((f"{nearest} (nearest)", pts[nearest], color))
     xs, ys = zip(*(pts[n] for n in report["frontier"]))
     ax.step([low[0], *xs, xs[-1]], [ys[0], *ys, low[1]], where="pre", color="tab:red", linewidth=1.2,
             zorder=1.9, label="frontier of the baselines")  # under the families, which often run along it
     named += [(n, p, "tab:blue") for n, p in shown.items()]
-    chosen = report.get("chosen")
     if chosen in pts:
         named.append((f"{chosen} (chosen on val)", pts[chosen], FAMILIES["blend"][2]))
-    if not report["dominated_by"]:
-        nearest = min(report["frontier"], key=lambda n: max(cube[0] - pts[n][0], cube[1] - pts[n][1]))
-        for key, names in families.items():
-            if nearest in names:
-                named.append((f"{nearest} (nearest)", pts[nearest], FAMILIES[key][2]))
     for _, p, color in named:
         ax.scatter(*p, s=30, color=color, edgecolors="black", linewidths=0.5, zorder=4)
-    ticks = [(f"{FAMILIES[key][0]}={weight(n):g}", pts[n], FAMILIES[key][2]) for key, names in families.items()
+    taken = {p for _, p, _ in named}
+    ticks = [(f"{FAMILIES[key][0]}={parameter(n):g}", pts[n], FAMILIES[key][2]) for key, names in families.items()
              for n in dict.fromkeys(names[round(i)] for i in np.linspace(0, len(names) - 1, FAMILY_TICKS))
-             if pts[n] not in {p for _, p, _ in named}]
+             if pts[n] not in taken]
     for _, p, color in ticks:
         ax.scatter(*p, s=10, color=color, marker="D", zorder=3)
     verdict = f"cube: {'dominated' if report['dominated'] else 'not dominated'}, margin {report['margin']:+.4f}"
@@ -330,11 +340,9 @@ def frontier(report: dict, path: Path, csv_path: Path, title: str):
     ax.grid(alpha=0.3)
     fig.tight_layout()  # the final layout (``_save`` repeats it unchanged), so the boxes below hold
     labeller = Labeller(ax)
-    if not labeller.label(verdict, cube, directions=_INWARD, fontweight="bold", color="darkgreen", zorder=9):
-        log.warning("frontier: no room for the cube's verdict")
+    labeller.label(verdict, cube, directions=INWARD, fontweight="bold", color="darkgreen", zorder=9)
     for text, p, _ in named:
-        if not labeller.label(text, p):
-            log.warning("frontier: no room for the label %r", text)
-    for text, p, color in ticks:  # only where they fit beside their line
-        labeller.label(text, p, radii=_RADII[:2], cross_lines=False, color=color, fontsize=7)
+        labeller.label(text, p)
+    for text, p, color in ticks:
+        labeller.label(text, p, optional=True, color=color, fontsize=7)
     return _save(fig, path)
