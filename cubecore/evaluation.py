@@ -238,8 +238,8 @@ def evaluate(params: Params, data_dir: str | Path, split_dir: str | Path, model_
                         "answer_bank": len(bank.texts), **{f"{s}_rows": len(splits[s]) for s in names}}
     curves = {"cosine": {n: values["val"][n]["cosine"] for n in MODELS},
               "recall": {n: recall_curve(values["val"][n]["rank"]) for n in MODELS},
-              "frontier": {"split": report, "blend": list(family), "shift": list(shifts), "points": scatter,
-                           **metrics["frontier"][report]},
+              "frontier": {"split": report, "blend": list(family), "chosen": f"blend@{models['blend'].a:g}",
+                           "shift": list(shifts), "points": scatter, **metrics["frontier"][report]},
               "anatomy": anatomy_plot}
     log.info("evaluate (%s): %s", report, {n: metrics[n][report] for n in MODELS})
     return metrics, curves

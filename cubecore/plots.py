@@ -7,6 +7,7 @@ one (``cube``) so it can be found at a glance: one strong colour, a thick line, 
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 
 import matplotlib
@@ -14,10 +15,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.path import Path as MplPath  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 
 from cubecore.artifacts import atomic_path  # noqa: E402
 from cubecore.trainer import HIGHER_IS_BETTER  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 PANELS = {"loss": ("train_loss", "val_loss"), "cosine": ("val_cosine",), "retrieval": ("val_mrr", "val_recall@1")}
 HIGHLIGHT = "cube"
@@ -174,12 +180,104 @@ def headline_bars(metrics: dict, models, headline, path: Path, title: str, split
     return _save(fig, path)
 
 
-def frontier(report: dict, path: Path, csv_path: Path, title: str):
-    """Cosine against MRR on the report split: every baseline, the blend curve, the frontier
-    staircase, the cube; the points also go to ``csv_path`` (model, cosine, mrr, on_frontier).
+FAMILIES = {  # key of the frontier report: (parameter, legend entry, colour, line style)
+    "blend": ("a", "blend (1−a)·ridge + a·input", "tab:gray", "-"),
+    "shift": ("b", "x + b·mean answer", "tab:purple", "--"),
+}
+FAMILY_TICKS = 5  # members marked along each family's line (and labelled where there is room)
+LEADER = {"arrowstyle": "-", "color": "0.45", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 3}
+RADII = (5, 14, 28, 46, 70)  # label offsets from the point, in points; past the first, with a leader line
+OUTWARD = ((1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1))  # up-right: off the frontier
+INWARD = ((0, -1), (-1, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1))  # below first: for the cube
+ALIGN = {1: ("left", "bottom"), -1: ("right", "top"), 0: ("center", "center")}  # text away from its point
 
-    The axes frame the cube, the frontier and the blend curve; baselines far outside (e.g.
-    ``mean``) are listed in a note instead of squeezing the interesting region."""
+
+def parameter(name: str) -> float:
+    """The parameter of a family member: 0.42 for ``blend@0.42``."""
+    return float(name.rpartition("@")[2])
+
+
+def family_range(names: list[str]) -> str:
+    """``blend@0.73…0.81 (9 weights)`` for several members of a family, the name for one."""
+    names = sorted(names, key=parameter)
+    if len(names) == 1:
+        return names[0]
+    return f"{names[0]}…{names[-1].rpartition('@')[2]} ({len(names)} weights)"
+
+
+def marker_boxes(ax, renderer) -> list[Bbox]:
+    """Display-space boxes of every scatter marker of ``ax``."""
+    boxes = []
+    for markers in ax.collections:
+        centers = markers.get_offset_transform().transform(markers.get_offsets())
+        halves = np.broadcast_to(renderer.points_to_pixels(np.sqrt(markers.get_sizes()) / 2), len(centers))
+        boxes += [Bbox.from_extents(x - h, y - h, x + h, y + h) for (x, y), h in zip(centers, halves)]
+    return boxes
+
+
+class Labeller:
+    """Puts each label at the first of a few offsets around its point where it stays inside the
+    axes and overlaps no marker, legend, text or label placed before it, nor (if it can) a line
+    or leader: a simple, deterministic placement in display space (once the layout is final)."""
+
+    def __init__(self, ax):
+        self.ax, self.renderer = ax, ax.get_figure().canvas.get_renderer()
+        self.frame = ax.get_window_extent(self.renderer)
+        self.taken = marker_boxes(ax, self.renderer) + [a.get_window_extent(self.renderer)
+                                                        for a in [*ax.texts, ax.get_legend()] if a is not None]
+        self.lines = [line.get_transform().transform_path(line.get_path()) for line in ax.get_lines()]
+        self.leaders: list[MplPath] = []
+
+    def free(self, box: Bbox, leader: MplPath | None, avoid_lines: bool) -> bool:
+        inside = (self.frame.min <= box.min).all() and (box.max <= self.frame.max).all()
+        crossing = avoid_lines and (any(line.intersects_bbox(box, filled=False) for line in self.lines)
+                                    or leader is not None and any(leader.intersects_path(o) for o in self.leaders))
+        return inside and box.count_overlaps(self.taken) == 0 and not crossing
+
+    def annotate(self, text: str, xy, radius: float, direction, style: dict):
+        """The annotation ``radius`` points from ``xy`` towards ``direction``, its text's box and
+        its leader (None when it is close enough to need none), in display space."""
+        (dx, dy), point = direction, self.ax.transData.transform(xy)
+        near = np.array([(1 - dx) / 2, (1 - dy) / 2])  # the text's corner nearest the point
+        ann = self.ax.annotate(text, xy, xytext=(dx * radius, dy * radius), textcoords="offset points",
+                               ha=ALIGN[dx][0], va=ALIGN[dy][1],
+                               arrowprops={**LEADER, "relpos": near} if radius > RADII[0] else None,
+                               **{"fontsize": 8, "zorder": 6, **style})
+        ann.update_positions(self.renderer)
+        box = Text.get_window_extent(ann, self.renderer).padded(2)  # the text, not its leader
+        return ann, box, MplPath([box.min + near * box.size, point]) if ann.arrow_patch else None
+
+    def label(self, text: str, xy, directions=OUTWARD, optional: bool = False, **style) -> None:
+        """Label ``xy`` at the first free offset, first avoiding lines, then not. An optional
+        label (a tick) goes right beside its point or nowhere; a required one that finds no free
+        offset goes at the first anyway, with a warning."""
+        radii, passes = (RADII[:2], (True,)) if optional else (RADII, (True, False))
+        for avoid_lines in passes:
+            for radius in radii:
+                for direction in directions:
+                    ann, box, leader = self.annotate(text, xy, radius, direction, style)
+                    if self.free(box, leader, avoid_lines):
+                        self.taken.append(box)
+                        self.leaders += [leader] if leader else []
+                        self.lines += [leader] if leader else []
+                        return
+                    ann.remove()
+        if not optional:
+            log.warning("plots: no free place for the label %r", text)
+            self.annotate(text, xy, RADII[0], directions[0], style)
+
+
+def frontier(report: dict, path: Path, csv_path: Path, title: str):
+    """Cosine against MRR on the report split: the baselines, each family (``blend``, and
+    ``shift`` when the report has it) as a line with a few parameter ticks, the frontier
+    staircase, the cube and its verdict; the points also go to ``csv_path`` (model, cosine,
+    mrr, on_frontier).
+
+    Only what has a name is labelled: the baselines, the blend chosen on val (``chosen``), the
+    family members that dominate the cube (as one range per family) or, when none does, the
+    frontier point nearest to it. The axes frame the cube, the frontier and the families;
+    baselines far outside (e.g. ``mean``) are listed in a note instead of squeezing the
+    interesting region."""
     pts = dict(report["points"][report["split"]])
     cube = pts.pop("cube")
     with atomic_path(csv_path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
@@ -187,26 +285,49 @@ def frontier(report: dict, path: Path, csv_path: Path, title: str):
         writer.writerow(["model", "cosine", "mrr", "on_frontier"])
         for name, (cos, mrr) in {"cube": cube, **pts}.items():
             writer.writerow([name, round(cos, 4), round(mrr, 4), name in report["frontier"]])
-    blend = [n for n in report["blend"] if n in pts]
-    framed = np.array([cube, *(pts[n] for n in report["frontier"]), *(pts[n] for n in blend)])
+    families = {key: sorted((n for n in report.get(key, []) if n in pts), key=parameter) for key in FAMILIES}
+    families = {key: names for key, names in families.items() if names}
+    members = {n for names in families.values() for n in names}
+    framed = np.array([cube, *(pts[n] for n in report["frontier"]), *(pts[n] for n in members)])
     low, high = framed.min(0), framed.max(0)
     pad = np.maximum(0.15 * (high - low), 0.01)
     low, high = low - pad, high + pad
-    shown = {n: p for n, p in pts.items() if all(low <= p) and all(p <= high)}
+    baselines = {n: p for n, p in pts.items() if n not in members}
+    shown = {n: p for n, p in baselines.items() if all(low <= p) and all(p <= high)}
+
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    ax.plot(*zip(*(pts[n] for n in blend)), ".-", color="tab:gray", alpha=0.6, label="blend (1−a)·ridge + a·input")
+    chosen = report.get("chosen")
+    named = []  # (label, point, marker colour), in placing order: what beats the cube, the baselines, the chosen
+    nearest = None if report["dominated_by"] else min(
+        report["frontier"], key=lambda n: max(cube[0] - pts[n][0], cube[1] - pts[n][1]))
+    for key, names in families.items():
+        _, legend, color, linestyle = FAMILIES[key]
+        ax.plot(*zip(*(pts[n] for n in names)), linestyle, color=color, linewidth=1.5, alpha=0.8, label=legend)
+        beating = [n for n in names if n in report["dominated_by"]]
+        if beating:
+            ax.scatter(*zip(*(pts[n] for n in beating)), s=14, color=color, zorder=3)
+        if beating and family_range(beating) != chosen:
+            named.append((family_range(beating), pts[beating[len(beating) // 2]], color))
+        if nearest in names and nearest != chosen:
+            named.append((f"{nearest} (nearest)", pts[nearest], color))
     xs, ys = zip(*(pts[n] for n in report["frontier"]))
     ax.step([low[0], *xs, xs[-1]], [ys[0], *ys, low[1]], where="pre", color="tab:red", linewidth=1.2,
-             label="frontier of the baselines")
-    singles = {p for n, p in pts.items() if n not in blend}
-    for name, p in shown.items():  # blend@0 / blend@1 often sit exactly on ridge / identity
-        if name not in blend or (name in report["frontier"] and p not in singles):
-            ax.scatter(*p, s=30, color="tab:gray" if name in blend else "tab:blue", zorder=3)
-            ax.annotate(name, p, textcoords="offset points", xytext=(4, 4), fontsize=8)
-    verdict = "dominated" if report["dominated"] else "not dominated"
-    ax.scatter(*cube, marker="*", s=220, color="tab:green", zorder=4,
-               label=f"cube ({verdict}, margin {report['margin']:+.4f})")
-    hidden = sorted(set(pts) - set(shown))
+            zorder=1.9, label="frontier of the baselines")  # under the families, which often run along it
+    named += [(n, p, "tab:blue") for n, p in shown.items()]
+    if chosen in pts:
+        named.append((f"{chosen} (chosen on val)", pts[chosen], FAMILIES["blend"][2]))
+    for _, p, color in named:
+        ax.scatter(*p, s=30, color=color, edgecolors="black", linewidths=0.5, zorder=4)
+    taken = {p for _, p, _ in named}
+    ticks = [(f"{FAMILIES[key][0]}={parameter(n):g}", pts[n], FAMILIES[key][2]) for key, names in families.items()
+             for n in dict.fromkeys(names[round(i)] for i in np.linspace(0, len(names) - 1, FAMILY_TICKS))
+             if pts[n] not in taken]
+    for _, p, color in ticks:
+        ax.scatter(*p, s=10, color=color, marker="D", zorder=3)
+    verdict = f"cube: {'dominated' if report['dominated'] else 'not dominated'}, margin {report['margin']:+.4f}"
+    ax.scatter(*cube, marker="*", s=220, color="tab:green", edgecolors="black", linewidths=0.5, zorder=8,
+               label="cube")
+    hidden = sorted(set(baselines) - set(shown))
     if hidden:
         ax.text(0.99, 0.99, "off the chart: " + ", ".join(hidden), transform=ax.transAxes, ha="right",
                 va="top", fontsize=8, color="tab:gray")
@@ -215,8 +336,15 @@ def frontier(report: dict, path: Path, csv_path: Path, title: str):
     ax.set_xlabel("cosine to the true target (mean)")
     ax.set_ylabel("MRR of the true target")
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower left")  # the dominated corner, usually empty
+    ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
+    fig.tight_layout()  # the final layout (``_save`` repeats it unchanged), so the boxes below hold
+    labeller = Labeller(ax)
+    labeller.label(verdict, cube, directions=INWARD, fontweight="bold", color="darkgreen", zorder=9)
+    for text, p, _ in named:
+        labeller.label(text, p)
+    for text, p, color in ticks:
+        labeller.label(text, p, optional=True, color=color, fontsize=7)
     return _save(fig, path)
 
 
