@@ -1,13 +1,13 @@
 """The ``split`` stage: train/val(/test) by a hash of each group's content and ``base.seed``.
 
 A group is a question text (``split.group_by: question``) or a conversation, keyed by the
-texts of its kept pairs in turn order (the sources' own conversation ids are mostly positions,
-``<file>:<line>``, so identical conversations count as one group). The group's key, hashed with
-blake2b keyed by the seed and read as a number u in [0, 1), decides its side: test when
-u < ``test_fraction``, val when u < ``test_fraction + val_fraction``, else train. A side
-depends on nothing else, so adding or removing data moves only the groups that changed, and
-the fractions hold in expectation: ``metrics/split.json`` records the realised ones and a
-fingerprint of each split's rows (``row_fingerprint``).
+texts of its kept pairs in turn order, not by its id: chatterbot's and the user files' ids
+are positions (``<file>:<line>``). Identical conversations are thus one group. The group's
+key, hashed with blake2b keyed by the seed and read as a number u in [0, 1), decides its
+side: test when u < ``test_fraction``, val when u < ``test_fraction + val_fraction``, else
+train. A side depends on nothing else, so adding or removing data moves only the groups that
+changed, and the fractions hold in expectation: ``metrics/split.json`` records the realised
+ones and a fingerprint of each split's rows (``row_fingerprint``).
 
 It also reports how many validation (and test) questions, answers and texts occur as any
 text in train (``overlap_with_train``): in dialogue mode a turn's answer is the next turn's

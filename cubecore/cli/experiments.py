@@ -8,7 +8,8 @@ margin first: the params it changed against its baseline commit, the cube's size
 cosine / MRR / Recall@1 on the report split, the signed margin to the baselines' frontier
 with its bootstrap interval and verdict, and that run's strongest baselines. Runs of
 a mode with further views (``dual``'s reconstruction, ``bidirectional``'s backward cube) get
-a second table. Regenerating from the same experiments gives the same file.
+a second table. Runs scored on different report-split rows (``setup.<split>_fingerprint``)
+are named with their row sets. Regenerating from the same experiments gives the same file.
 """
 from __future__ import annotations
 

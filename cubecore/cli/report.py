@@ -2,8 +2,9 @@
 
     python -m cubecore report [--base HEAD] [--exp NAME] [--out report.md]
 
-Changed params come from ``dvc params diff --json``; metrics, the frontier and the plots are
-read at both revisions through DVC's file system (git-tracked files, so a plain clone
+Changed params come from ``dvc params diff --json``; metrics (with the row fingerprints that
+say whether both sides were scored on the same rows), the frontier and the plots are read at
+both revisions through DVC's file system (git-tracked files, so a plain clone
 without network or DVC remote is enough). DVC is the one installed beside this Python.
 """
 from __future__ import annotations
