@@ -90,7 +90,8 @@ def run_stage(stage: str, work: Path, max_steps: int, queries: int) -> dict:
     if stage == "split":
         from cubecore.splitting import split_pairs
 
-        metrics = split_pairs(work / "filtered", work / "split", p.split, p.base.seed)["split"]
+        metrics = split_pairs(work / "filtered", work / "data" / "texts.jsonl", work / "split", p.split,
+                              p.base.seed)["split"]
         return {k: metrics[k] for k in ("train", "val", "test")}
     from cubecore.modes import get_mode
     from cubecore.training import load_split

@@ -39,6 +39,7 @@ from cubecore.metrics import (candidate_index, cosine, mixed_retrieval_ranks, re
                               text_scores)
 from cubecore.modes import get_mode
 from cubecore.nearest import nearest
+from cubecore.splitting import split_fingerprints
 from cubecore.targets import seed_targets
 from cubecore.tasks import TaskData, corrupted_once, split_tasks
 from cubecore.trainer import predict, run_key, use_threads
@@ -235,7 +236,8 @@ def evaluate(params: Params, data_dir: str | Path, split_dir: str | Path, model_
                         "blend_weight": models["blend"].a, "shift_weight": models["shift"].b,
                         "best_baseline": best, "report_split": report,
                         "trivial_recall": trivial,
-                        "answer_bank": len(bank.texts), **{f"{s}_rows": len(splits[s]) for s in names}}
+                        "answer_bank": len(bank.texts), **{f"{s}_rows": len(splits[s]) for s in names},
+                        **split_fingerprints(split_dir, data.texts, evaluated)}
     curves = {"cosine": {n: values["val"][n]["cosine"] for n in MODELS},
               "recall": {n: recall_curve(values["val"][n]["rank"]) for n in MODELS},
               "frontier": {"split": report, "blend": list(family), "chosen": f"blend@{models['blend'].a:g}",

@@ -1,4 +1,5 @@
-"""DVC stage `split`: seeded, group-aware train/val(/test) split."""
+"""DVC stage `split`: train/val(/test), each group (question text or conversation) placed by a
+hash of its content and the seed."""
 from cubecore.artifacts import write_json
 from cubecore.splitting import split_pairs
 from cubecore.stage import main_guard, stage_args, write_speed
@@ -6,8 +7,8 @@ from cubecore.stage import main_guard, stage_args, write_speed
 
 @main_guard
 def main() -> None:
-    args, params = stage_args(__doc__, "data", "out", "metrics", "speed")
-    write_json(args.metrics, split_pairs(args.data, args.out, params.split, params.base.seed))
+    args, params = stage_args(__doc__, "data", "texts", "out", "metrics", "speed")
+    write_json(args.metrics, split_pairs(args.data, args.texts, args.out, params.split, params.base.seed))
     write_speed(args.speed, {"split": {}})
 
 

@@ -38,7 +38,8 @@ def project(tmp_path_factory):
         results, speed = extract(params, "data/extract", progress=False)
         write_json("metrics/extract.json", results)
         write_json("metrics/filter.json", filter_pairs("data/extract", "data/filter", params.filter))
-        write_json("metrics/split.json", split_pairs("data/filter", "data/split", params.split, params.base.seed))
+        write_json("metrics/split.json", split_pairs("data/filter", "data/extract/texts.jsonl", "data/split",
+                                                     params.split, params.base.seed))
         write_json("metrics/pretrain.json", pretrain(params, "data/extract", "data/split", "models/pretrain")[0])
         results, speed = train(params, "data/extract", "data/split", "models/cube", progress=False)
         write_json("metrics/train.json", results)

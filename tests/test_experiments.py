@@ -6,7 +6,7 @@ from cubecore.cli.experiments import build
 from cubecore.errors import CubecoreError
 
 
-def evaluation(cube, margin, low, high, views=None):
+def evaluation(cube, margin, low, high, views=None, fingerprint=None):
     """The parts of eval.json the table reads, as `dvc exp show --json` gives them (it drops
     list values such as `dominated_by`), test as the report split."""
     scores = {"cube": cube, "ridge": (0.53, 0.25), "identity": (0.47, 0.34)}
@@ -15,6 +15,8 @@ def evaluation(cube, margin, low, high, views=None):
     result["confidence"] = {"frontier_margin": {"value": margin, "low": low, "high": high}}
     result["setup"] = {"report_split": "test", "cube_parameters": 5233, "test_rows": 5112,
                        "best_baseline": {"cosine": "ridge", "mrr": "identity"}}
+    if fingerprint:
+        result["setup"]["test_fingerprint"] = fingerprint
     if views:
         result["views"] = views
     return result
@@ -90,3 +92,20 @@ def test_the_blend_grid_of_the_frontier_is_stated():
     coarse = record("a" * 40, {**params(), "evaluate": {"blend_weights": [i / 10 for i in range(11)]}},
                     evaluation((0.49, 0.32), -0.001, -0.002, 0.0))
     assert "frontier: 11 (a coarse grid overstates margins" in build([coarse], "c")
+
+
+def test_runs_scored_on_different_test_rows_are_named():
+    base = record("a" * 40, params(), evaluation((0.49, 0.32), -0.001, -0.002, 0.0, fingerprint="0a1b2c"), "main")
+    runs = [(record("b" * 40, params(lr=0.002), evaluation((0.5, 0.35), 0.006, 0.002, 0.01, fingerprint="0a1b2c"),
+                    "same-rows"), "success"),
+            (record("c" * 40, params(steps=8), evaluation((0.49, 0.33), 0.0, -0.004, 0.003, fingerprint="9f8e7d"),
+                    "new-data"), "success"),
+            (record("d" * 40, params(steps=2), evaluation((0.49, 0.33), 0.0, -0.004, 0.003), "older"), "success")]
+    base["experiments"] = [{"executor": {"state": state}, "revs": [run]} for run, state in runs]
+    text = build([base], "c")
+    assert ("- **Scored on different test rows**: `0a1b2c` (5112 test rows): same-rows, main (baseline aaaaaaa); "
+            "`9f8e7d` (5112 test rows): new-data.") in text
+    assert "- No row fingerprint recorded (evaluated before there was one): older;" in text
+    base["experiments"] = base["experiments"][:1]
+    assert "different test rows" not in build([base], "c")
+    assert "different test rows" not in build(records(), "c") and "No row fingerprint" not in build(records(), "c")

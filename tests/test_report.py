@@ -52,6 +52,9 @@ if {FRONTIER}:
                          "frontier_margin": {{"value": round(lr - 0.25, 4), "low": round(lr - 0.3, 4),
                                              "high": round(lr - 0.2, 4)}}}}
 out["setup"] = {{"mode": "dialogue"}}
+if {FRONTIER}:  # and row fingerprints: an lr above 0.35 stands for a run on other test rows
+    for s in splits:
+        out["setup"].update({{f"{{s}}_rows": 125, f"{{s}}_fingerprint": "ab12" if lr < 0.35 or s == "val" else "cd34"}})
 os.makedirs("metrics", exist_ok=True); os.makedirs("plots", exist_ok=True)
 json.dump(out, open("metrics/eval.json", "w"), indent=2)
 open("plots/headline.png", "wb").write(b"PNG of lr=%s" % str(lr).encode())
@@ -145,6 +148,7 @@ def test_workspace_against_an_older_commit(repo):
             in text)
     assert "| test: margin to the frontier | — | 0.0500 |" in text and "| test: dominated by | — | nothing |" in text
     assert "not computed by this version" not in text
+    assert "- val rows: HEAD~1 records no row fingerprint, so whether both sides were scored on the same rows" in text
     assert "![headline](plots/headline.png)" in text
 
 
@@ -160,6 +164,9 @@ def test_an_experiment_by_name(repo):
             "| 0.1500 [0.1000, 0.2000] cube ahead beyond noise |") in text
     assert "| test: dominated by | ridge | nothing |" in text
     assert "- **dominated** (test): no (HEAD: yes)" in text
+    assert ("- **scored on different test rows**: HEAD `ab12` (125 rows), better `cd34` (125 rows), so the test "
+            "changes mix the model with the data") in text
+    assert "different val rows" not in text
     # the experiment's image, not the workspace's, is copied beside the report
     assert "![headline](exp_plots/headline.png)" in text
     assert (root / "out" / "exp_plots" / "headline.png").read_bytes() == b"PNG of lr=0.4"
@@ -209,3 +216,27 @@ def test_malformed_metrics_and_no_repository(repo, tmp_path):
     done = report(run, tmp_path)
     assert done.returncode == 1 and "not a DVC repository" in done.stderr
     assert not (root / "never.md").exists() and not (tmp_path / "report.md").exists()
+
+
+def test_rows_scored_on_each_side_are_compared():
+    from cubecore.cli.report import row_changes
+
+    def evaluation(**setup):
+        return {"cube": {"val": {"cosine": 0.5}, "test": {"cosine": 0.5}}, "setup": setup}
+
+    same = evaluation(val_fingerprint="aaa", val_rows=10, test_fingerprint="bbb", test_rows=12)
+    assert row_changes(same, same, "main", "workspace") == []
+    other = evaluation(val_fingerprint="aaa", val_rows=10, test_fingerprint="ccc", test_rows=12)
+    assert row_changes(same, other, "main", "workspace") == [
+        "- **scored on different test rows**: main `bbb` (12 rows), workspace `ccc` (12 rows), so the test changes "
+        "mix the model with the data"]
+    fewer = evaluation(val_fingerprint="aaa", val_rows=9, test_fingerprint="bbb", test_rows=12)  # same pairs, fewer rows
+    assert [line.split(":")[0] for line in row_changes(same, fewer, "main", "workspace")] == [
+        "- **scored on different val rows**"]
+    older = evaluation(val_rows=10, test_rows=12)
+    assert row_changes(older, same, "HEAD~1", "workspace") == [
+        f"- {split} rows: HEAD~1 records no row fingerprint, so whether both sides were scored on the same rows "
+        "is unknown" for split in ("val", "test")]
+    assert row_changes(older, older, "HEAD~1", "workspace") == []
+    no_test = {"cube": {"val": {"cosine": 0.5}}, "setup": {"val_rows": 10}}
+    assert [line[:10] for line in row_changes(no_test, same, "HEAD~1", "workspace")] == ["- val rows"]

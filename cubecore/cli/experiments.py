@@ -8,7 +8,8 @@ margin first: the params it changed against its baseline commit, the cube's size
 cosine / MRR / Recall@1 on the report split, the signed margin to the baselines' frontier
 with its bootstrap interval and verdict, and that run's strongest baselines. Runs of
 a mode with further views (``dual``'s reconstruction, ``bidirectional``'s backward cube) get
-a second table. Regenerating from the same experiments gives the same file.
+a second table. Runs scored on different report-split rows (``setup.<split>_fingerprint``)
+are named with their row sets. Regenerating from the same experiments gives the same file.
 """
 from __future__ import annotations
 
@@ -63,6 +64,11 @@ class Run:
         steps = self.params.get(("evaluate", "blend_steps"))
         weights = self.params.get(("evaluate", "blend_weights"))
         return steps + 1 if isinstance(steps, int) else len(weights) if isinstance(weights, list) else None
+
+    def rows(self) -> tuple:
+        """The report split, its row fingerprint (None where the run recorded none) and row count."""
+        setup = self.eval.get("setup", {})
+        return self.split, setup.get(f"{self.split}_fingerprint"), setup.get(f"{self.split}_rows")
 
     def metric(self, model: str, name: str):
         return self.eval.get(model, {}).get(self.split, {}).get(name)
@@ -133,6 +139,27 @@ def views_table(runs: list[Run]) -> list[str]:
     return ["## Further views of a mode", "", *table(header, rows)]
 
 
+def row_sets(done: list[Run]) -> list[str]:
+    """When the runs were scored on different rows, which runs on which; and who recorded none."""
+    sets: dict[tuple, list[str]] = {}
+    for run in done:
+        if run.rows()[1]:
+            sets.setdefault(run.rows(), []).append(run.name)
+    lines = []
+    if len(sets) > 1:
+        splits = {split for split, _, _ in sets}
+        which = splits.pop() if len(splits) == 1 else "report-split"
+        listed = "; ".join(f"`{fingerprint}` ({cell(count)} {split} rows): {', '.join(names)}"
+                           for (split, fingerprint, count), names in sets.items())
+        lines.append(f"- **Scored on different {which} rows**: {listed}. Margins compared across these sets mix "
+                     f"the change with a data change.")
+    unknown = [run.name for run in done if not run.rows()[1]]
+    if sets and unknown:
+        lines.append(f"- No row fingerprint recorded (evaluated before there was one): {', '.join(unknown)}; "
+                     f"their rows may differ from the others'.")
+    return lines
+
+
 def summary(done: list[Run]) -> list[str]:
     best, split = done[0], done[0].split
     outside = [r.name for r in done if (r.interval()[0] or -1.0) > 0]
@@ -143,7 +170,7 @@ def summary(done: list[Run]) -> list[str]:
             + (" (a coarse grid overstates margins: README, `evaluate.blend_steps`)." if grids and grids[0] < 101 else "."),
             f"- Best frontier margin: **{best.name}**, {signed(best.margin())} ({best.verdict()}).",
             f"- Outside the frontier beyond noise: {', '.join(outside)}." if outside else
-            "- No run lies outside the frontier beyond noise."]
+            "- No run lies outside the frontier beyond noise.", *row_sets(done)]
 
 
 def build(records: list[dict], command: str) -> str:

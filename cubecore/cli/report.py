@@ -2,8 +2,9 @@
 
     python -m cubecore report [--base HEAD] [--exp NAME] [--out report.md]
 
-Changed params come from ``dvc params diff --json``; metrics, the frontier and the plots are
-read at both revisions through DVC's file system (git-tracked files, so a plain clone
+Changed params come from ``dvc params diff --json``; metrics (with the row fingerprints that
+say whether both sides were scored on the same rows), the frontier and the plots are read at
+both revisions through DVC's file system (git-tracked files, so a plain clone
 without network or DVC remote is enough). DVC is the one installed beside this Python.
 """
 from __future__ import annotations
@@ -133,11 +134,38 @@ def change(old, new) -> str:
     return "—"
 
 
+def scored_rows(evaluation: dict) -> dict[str, tuple]:
+    """Per split whose rows ``setup`` fingerprints: (fingerprint, row count)."""
+    setup = evaluation.get("setup", {})
+    return {key.removesuffix("_fingerprint"): (value, setup.get(f"{key.removesuffix('_fingerprint')}_rows"))
+            for key, value in setup.items() if key.endswith("_fingerprint")}
+
+
+def row_changes(base: dict, new: dict, base_label: str, new_label: str) -> list[str]:
+    """A line per split that the two evaluations scored on different rows, or may have."""
+    before, after = scored_rows(base), scored_rows(new)
+    lines = []
+    for split in union(after, before):
+        if split in before and split in after:
+            if before[split] != after[split]:
+                (old_print, old_rows), (new_print, new_rows) = before[split], after[split]
+                lines.append(f"- **scored on different {split} rows**: {base_label} `{old_print}` "
+                             f"({cell(old_rows)} rows), {new_label} `{new_print}` ({cell(new_rows)} rows), so the "
+                             f"{split} changes mix the model with the data")
+        elif all(any(split in side[m] for m in models(side)) for side in (base, new)):
+            lines.append(f"- {split} rows: {base_label if split in after else new_label} records no row fingerprint, "
+                         f"so whether both sides were scored on the same rows is unknown")
+    return lines
+
+
 def metrics_section(base: Side, new: Side) -> list[str]:
     names = union(models(new.eval), models(base.eval))
     if not names:
         return ["## Headline metrics", "", f"No {EVAL} on either side (run `dvc repro`)."]
     lines = ["## Headline metrics", "", f"Each cell: {base.label} → {new.label} (change). Higher is better."]
+    changes = row_changes(base.eval, new.eval, base.label, new.label)
+    if changes:
+        lines += ["", *changes]
     splits = union(*(side.eval[m] for side in (new, base) for m in names if m in side.eval))
     for split in splits:
         # the headline metrics are those evaluate compares the cube on; else every metric
