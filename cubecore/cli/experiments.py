@@ -92,12 +92,22 @@ class Run:
         return [self.name, self.changed(), f"{setup.get('cube_parameters', 0):,}",
                 *(cell(self.metric("cube", m)) for m in ("cosine", "mrr", "recall@1")),
                 f"{signed(self.margin())} [{signed(low)}, {signed(high)}]", self.verdict(),
-                cell(frontier.get("dominated")), *strongest,
+                cell(frontier.get("dominated")), *strongest, *self.anatomy(),
                 cell(self.train.get("best_epoch")), cell(self.train.get("epochs_run"))]
+
+    def anatomy(self) -> list[str]:
+        """R² of the cube's trivial / general affine fit, and its cosine / MRR with the lattice off."""
+        entry = self.eval.get("anatomy", {}).get(self.split)
+        if not entry:
+            return ["—", "—"]
+        off = entry["lattice_off"]
+        return [f"{cell(entry['trivial']['r2'])} / {cell(entry['general']['r2'])}",
+                f"{cell(off['cosine'])} / {cell(off['mrr'])}"]
 
 
 HEADER = ["run", "changed params", "cube params", "cosine", "MRR", "R@1", "frontier margin [95 % CI]",
-          "verdict", "dominated", "best baseline cosine", "best baseline MRR", "best epoch", "epochs"]
+          "verdict", "dominated", "best baseline cosine", "best baseline MRR", "R² α·x+c / W·x+c",
+          "lattice off cosine / MRR", "best epoch", "epochs"]
 
 
 def signed(value: float | None) -> str:

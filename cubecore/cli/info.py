@@ -9,9 +9,10 @@ import argparse
 import json
 from pathlib import Path
 
+from cubecore.cli.report import anatomy_rows
 from cubecore.errors import CubecoreError
 
-NOT_MODELS = ("cube", "cube_vs_best_baseline")
+NOT_MODELS = ("cube", "cube_vs_best_baseline", "anatomy")
 
 
 def add_parser(commands) -> None:
@@ -90,6 +91,8 @@ def comparison(evaluation: dict) -> list[str]:
                          f"{evaluation[best][split][metric]:<7.4f} {best:<14}{difference:>+11.4f}")
         lines.append(f"  the cube beats the best baseline on {wins} of {len(differences)} metrics "
                      f"(baselines: {', '.join(baselines)})")
+        lines += [f"  {label.split(': ', 1)[1]}: {value}" for label, value in anatomy_rows(evaluation).items()
+                  if label.startswith(f"{split}: ")]
     return lines
 
 

@@ -26,7 +26,7 @@ EVAL = "metrics/eval.json"
 PLOTS = "plots"
 # eval.json keys that are not models: the cube against the baselines (frontier, confidence,
 # cube_vs_best_baseline), the run's setup, a mode's further views and the seed's targets
-NOT_MODELS = ("frontier", "confidence", "cube_vs_best_baseline", "setup", "views", "targets")
+NOT_MODELS = ("frontier", "confidence", "cube_vs_best_baseline", "setup", "views", "targets", "anatomy")
 
 
 def dvc(*args: str) -> str:
@@ -183,6 +183,21 @@ def verdict(low: float, high: float) -> str:
     return "cube ahead beyond noise" if low > 0 else "cube behind beyond noise" if high < 0 else "within noise"
 
 
+def anatomy_rows(evaluation: dict) -> dict[str, str]:
+    """What the cube computes, per evaluated split (``cubecore.anatomy``): how much of its output
+    the affine fits of its input explain, and the cube beside its lattice switched off."""
+    anatomy, rows = evaluation.get("anatomy", {}), {}
+    for split, entry in anatomy.items():
+        if not isinstance(entry, dict) or "trivial" not in entry:
+            continue
+        rows[f"{split}: R² of α·x + c (α {cell(anatomy.get('alpha'))}) / of W·x + c, fitted on train"] = (
+            f"{cell(entry['trivial']['r2'])} / {cell(entry['general']['r2'])}")
+        rows[f"{split}: cosine / MRR, cube vs lattice off (0 steps)"] = (
+            f"{cell(entry['cube']['cosine'])} / {cell(entry['cube']['mrr'])} vs "
+            f"{cell(entry['lattice_off']['cosine'])} / {cell(entry['lattice_off']['mrr'])}")
+    return rows
+
+
 def frontier_rows(evaluation: dict) -> dict[str, str]:
     """Review rows from ``frontier`` (per split: margin, who dominates the cube), ``confidence``
     (bootstrap intervals, with a verdict) and ``cube_vs_best_baseline``, keyed by their label."""
@@ -201,7 +216,7 @@ def frontier_rows(evaluation: dict) -> dict[str, str]:
                 f"{verdict(estimate['low'], estimate['high'])}")
     for path, value in leaves(evaluation.get("cube_vs_best_baseline", {}), ("cube_vs_best_baseline",)):
         rows[".".join(path)] = cell(value)
-    return rows
+    return {**rows, **anatomy_rows(evaluation)}
 
 
 def frontier_section(base: Side, new: Side) -> list[str]:
