@@ -125,8 +125,13 @@ def test_make_repro_from_a_plain_shell_then_noop_force_and_review(project):
     assert "cube.val.cosine" in metrics_diff and "train.val_cosine" in metrics_diff
     table = run("dvc", "exp", "show", "--md", "--no-pager")
     assert "cube.val.mrr" in table and "0.002" in table
-    run(sys.executable, "-m", "cubecore", "experiments", "--out", "docs/experiments.md")
+    refused = run(sys.executable, "-m", "cubecore", "experiments", "--out", "docs/experiments.md", fails=True)
+    assert "docs/experiments.md: tracked by git; pass --force" in refused
+    run(sys.executable, "-m", "cubecore", "experiments", "--save-json", "docs/exps.json", "--out", "docs/experiments.md",
+        "--force")
     generated = (root / "docs/experiments.md").read_text()
+    assert run(sys.executable, "-m", "cubecore", "experiments", "--input", "docs/exps.json") == generated.replace(
+        " --out docs/experiments.md", "")  # regenerated from the saved data alone
     evaluation = json.loads((root / "metrics/eval.json").read_text())
     row = next(line for line in generated.splitlines() if "train.lr=0.002" in line)
     assert "data.max_pairs=250" in row and f"| {evaluation['cube']['test']['mrr']:.4f} |" in row

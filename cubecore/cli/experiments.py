@@ -1,6 +1,7 @@
 """The sweep table: every DVC experiment of this repository against the frontier, in Markdown.
 
-    python -m cubecore experiments [--out docs/experiments.md] [--rev REV ...]
+    python -m cubecore experiments [--rev REV ...] [--save-json FILE] [--out FILE [--force]]
+    python -m cubecore experiments --input FILE [--out FILE [--force]]
 
 Reads ``dvc exp show --json`` (the params and metrics DVC recorded for each baseline commit
 and its experiments; nothing is typed by hand) and writes one row per run, best frontier
@@ -16,6 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 from cubecore.artifacts import atomic_path
@@ -206,19 +209,48 @@ def build(records: list[dict], command: str) -> str:
 
 
 def run(args: argparse.Namespace) -> None:
-    if not Path(".dvc").is_dir():
-        raise CubecoreError(f"{Path.cwd()}: not a DVC repository; run this from the repository root")
-    flags = [flag for rev in args.rev or [] for flag in ("--rev", rev)]
-    records = json.loads(dvc("exp", "show", "--json", *flags) or "[]")
-    command = " ".join(["python -m cubecore experiments", *flags, "--out", args.out])
+    if args.input:
+        path = Path(args.input)
+        try:
+            records = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CubecoreError(f"{path}: cannot read `dvc exp show --json` output ({exc})") from None
+        flags = ["--input", args.input]
+    else:
+        if not Path(".dvc").is_dir():
+            raise CubecoreError(f"{Path.cwd()}: not a DVC repository; run this from the repository root")
+        flags = [flag for rev in args.rev or [] for flag in ("--rev", rev)]
+        records = json.loads(dvc("exp", "show", "--json", *flags) or "[]")
+        if args.save_json:
+            with atomic_path(Path(args.save_json)) as tmp:
+                tmp.write_text(json.dumps(records, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+            flags = ["--input", args.save_json]  # the doc names the command that regenerates it from the file
+    command = " ".join(["python -m cubecore experiments", *flags, *(["--out", args.out] if args.out else [])])
+    text = build(records, command)
+    if not args.out:
+        sys.stdout.write(text)
+        return
     out = Path(args.out)
+    if out.exists() and not args.force and tracked(out):
+        raise CubecoreError(f"{out}: tracked by git; pass --force to overwrite it (or print to stdout without --out)")
     with atomic_path(out) as tmp:
-        tmp.write_text(build(records, command), encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
     log.info("experiments: wrote %s", out)
 
 
+def tracked(path: Path) -> bool:
+    """Whether git tracks ``path`` (False outside a git repository)."""
+    done = subprocess.run(["git", "ls-files", "--error-unmatch", str(path)], capture_output=True)
+    return done.returncode == 0
+
+
 def add_parser(commands) -> None:
-    parser = commands.add_parser("experiments", help="write the table of every DVC experiment against the frontier")
-    parser.add_argument("--out", default="docs/experiments.md", help="Markdown file to write (docs/experiments.md)")
+    parser = commands.add_parser("experiments", help="print the table of every DVC experiment against the frontier")
+    parser.add_argument("--out", help="Markdown file to write instead of printing (a git-tracked file needs --force)")
+    parser.add_argument("--force", action="store_true", help="overwrite --out even when git tracks it")
     parser.add_argument("--rev", action="append", help="a baseline commit whose experiments to list (HEAD); repeatable")
+    parser.add_argument("--input", metavar="JSON", help="read a saved `dvc exp show --json` instead of asking DVC "
+                        "(regenerates a committed table from committed data)")
+    parser.add_argument("--save-json", metavar="JSON", help="also save the `dvc exp show --json` output read, "
+                        "so the table can be regenerated from it with --input")
     parser.set_defaults(run=run)
