@@ -192,18 +192,18 @@ def indistinct(texts: list[str], embeddings: np.ndarray, teacher: Teacher) -> di
     CubecoreError: their answers would tie, and no metric could separate the models.
     """
     ids = teacher.token_ids(texts)
-    unknown = np.flatnonzero(teacher.mostly_unknown(ids))
-    if len(unknown):
+    unknown = teacher.mostly_unknown(ids)
+    if unknown.any():
         log.warning("extract: %d of %d texts are mostly the tokenizer's unknown token %s, which the teacher "
-                    "cannot read (e.g. %s)", len(unknown), len(texts), teacher.tokenizer.unk_token,
-                    quoted(texts[unknown[0]]))
+                    "cannot read (e.g. %s)", unknown.sum(), len(texts), teacher.tokenizer.unk_token,
+                    quoted(texts[np.argmax(unknown)]))
     tokens, vectors = [tuple(row) for row in ids], [hash(row.tobytes()) for row in embeddings]
     same_tokens, same_vector = Counter(tokens), Counter(vectors)
     collapsed = [i for i in range(len(texts)) if same_tokens[tokens[i]] > 1 or same_vector[vectors[i]] > 1]
     if collapsed:
         i = collapsed[0]
         j = next(j for j in collapsed if j != i and (tokens[j] == tokens[i] or vectors[j] == vectors[i]))
-        unread = f", mostly {teacher.tokenizer.unk_token} tokens" if i in unknown else ""
+        unread = f", mostly {teacher.tokenizer.unk_token} tokens" if unknown[i] else ""
         said = (f"{len(collapsed)} of {len(texts)} distinct texts look the same to the teacher as another one "
                 f"(e.g. {quoted(texts[i])} and {quoted(texts[j])}{unread}), so they share one embedding")
         if len(collapsed) > COLLAPSE_ERROR * len(texts):
@@ -211,7 +211,7 @@ def indistinct(texts: list[str], embeddings: np.ndarray, teacher: Teacher) -> di
                                 f"apart; choose a teacher that reads its language")
         log.log(logging.WARNING if len(collapsed) >= COLLAPSE_WARNING * len(texts) else logging.INFO,
                 "extract: %s", said)
-    return {"collapsed_texts": len(collapsed), "unknown_token_texts": len(unknown)}
+    return {"collapsed_texts": len(collapsed), "unknown_token_texts": int(unknown.sum())}
 
 
 def extract(params: Params, out_dir: str | Path, progress: bool = True) -> tuple[dict, dict]:

@@ -37,7 +37,7 @@ def retrieval_ranks(pred: torch.Tensor, candidates: torch.Tensor, true_index: to
     ranks = []
     for start in range(0, len(pred), chunk):
         scores = F.normalize(pred[start:start + chunk].float(), dim=-1) @ candidates.T
-        ranks.append(expected_rank(scores - scores.gather(1, true_index[start:start + chunk, None])))
+        ranks.append(expected_rank(scores.sub_(scores.gather(1, true_index[start:start + chunk, None]))))
     return torch.cat(ranks) if ranks else torch.zeros(0)
 
 

@@ -128,6 +128,8 @@ class Teacher:
     def token_ids(self, texts: list[str]) -> list[list[int]]:
         """Each text's token ids as the model reads them: truncated to ``max_length``, special
         tokens included."""
+        if not texts:  # the tokenizer fails on an empty batch
+            return []
         return self.tokenizer(texts, truncation=True, max_length=self.params.max_length)["input_ids"]
 
     def mostly_unknown(self, token_ids: list[list[int]]) -> np.ndarray:
