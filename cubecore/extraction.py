@@ -5,6 +5,7 @@ import logging
 import multiprocessing
 import os
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -173,12 +174,53 @@ def embed_shard(params: Params, index: int, count: int, workers: int = 1) -> dic
             "embedded": embedded, "cache": str(cache.directory)}
 
 
+COLLAPSE_WARNING, COLLAPSE_ERROR = 0.05, 0.5  # shares of the distinct texts
+
+
+def quoted(text: str, width: int = 60) -> str:
+    return repr(text if len(text) <= width else text[:width] + "...")
+
+
+def indistinct(texts: list[str], embeddings: np.ndarray, teacher: Teacher) -> dict:
+    """What the teacher cannot tell apart, as extract metrics: ``collapsed_texts``, the distinct
+    texts it reads as the same tokens as another one (uncased "Hi" and "hi"; a script it does not
+    know, read as unknown tokens) or embeds as the same vector, and ``unknown_token_texts``, the
+    texts at least half of whose tokens are the tokenizer's unknown token.
+
+    Logged with an example: a warning for unknown-token texts, and for collapsed ones when they
+    are ``COLLAPSE_WARNING`` of the texts or more. When more than ``COLLAPSE_ERROR`` collapse, a
+    CubecoreError: their answers would tie, and no metric could separate the models.
+    """
+    ids = teacher.token_ids(texts)
+    unknown = teacher.mostly_unknown(ids)
+    if unknown.any():
+        log.warning("extract: %d of %d texts are mostly the tokenizer's unknown token %s, which the teacher "
+                    "cannot read (e.g. %s)", unknown.sum(), len(texts), teacher.tokenizer.unk_token,
+                    quoted(texts[np.argmax(unknown)]))
+    tokens, vectors = [tuple(row) for row in ids], [hash(row.tobytes()) for row in embeddings]
+    same_tokens, same_vector = Counter(tokens), Counter(vectors)
+    collapsed = [i for i in range(len(texts)) if same_tokens[tokens[i]] > 1 or same_vector[vectors[i]] > 1]
+    if collapsed:
+        i = collapsed[0]
+        j = next(j for j in collapsed if j != i and (tokens[j] == tokens[i] or vectors[j] == vectors[i]))
+        unread = f", mostly {teacher.tokenizer.unk_token} tokens" if unknown[i] else ""
+        said = (f"{len(collapsed)} of {len(texts)} distinct texts look the same to the teacher as another one "
+                f"(e.g. {quoted(texts[i])} and {quoted(texts[j])}{unread}), so they share one embedding")
+        if len(collapsed) > COLLAPSE_ERROR * len(texts):
+            raise CubecoreError(f"teacher.model {teacher.params.model}: {said}: it cannot tell this corpus's texts "
+                                f"apart; choose a teacher that reads its language")
+        log.log(logging.WARNING if len(collapsed) >= COLLAPSE_WARNING * len(texts) else logging.INFO,
+                "extract: %s", said)
+    return {"collapsed_texts": len(collapsed), "unknown_token_texts": int(unknown.sum())}
+
+
 def extract(params: Params, out_dir: str | Path, progress: bool = True) -> tuple[dict, dict]:
     """Write texts, embeddings, pairs and the teacher identity to ``out_dir``; return the
     metrics (the same on every run) and the run's speed and cache figures, apart."""
     corpus, texts, pairs, teacher, cache = open_sources(params)
     embeddings, stats = embed_with_cache(texts, teacher, cache, progress=progress,
                                         workers=params.extract.workers)
+    alike = indistinct(texts, embeddings, teacher)
     with artifacts.atomic_dir(out_dir) as tmp:
         artifacts.write_texts(tmp / "texts.jsonl", texts)
         artifacts.write_embeddings(tmp / "embeddings.npy", embeddings)
@@ -187,7 +229,7 @@ def extract(params: Params, out_dir: str | Path, progress: bool = True) -> tuple
         artifacts.write_jsonl(tmp / "rejects.jsonl", corpus.rejects)
     speed = {key: stats.pop(key) for key in ("cache_hits", "cache_misses", "embed_seconds", "texts_per_second")}
     metrics = {"source": params.data.source, **corpus.counts(), "pairs": len(pairs), "distinct_texts": len(texts),
-               "dim": teacher.hidden_size, "precision": teacher.precision,
+               **alike, "dim": teacher.hidden_size, "precision": teacher.precision,
                **stats}
     log.info("extract: %s %s", metrics, speed)
     return {"extract": metrics}, {"extract": speed}

@@ -13,19 +13,31 @@ ahead; the minimum takes the hardest baseline. So:
 
 - ``margin > 0``: the cube beats every baseline on at least one metric by at least
   ``margin``: it lies outside the frontier, ``margin`` away from it;
-- ``margin < 0``: some baseline beats the cube on *both* metrics by at least ``-margin``:
-  the cube lies inside (is dominated).
+- ``margin < 0``: some baseline beats the cube on *both* metrics by at least ``-margin``
+  (or on one, tying it at the ceiling on the other: see below): the cube lies inside (is
+  dominated).
 
 Geometrically it is the largest ``t`` such that the cube moved to ``(cos - t, mrr - t)`` is
 still not beaten on both metrics by any baseline: the distance to the frontier's staircase
 along the diagonal, in the metrics' own units (both are on a 0-1 scale). Only frontier
 points can attain the minimum, so dominated baselines never change it.
+
+Both metrics are at most 1. A metric at that ceiling for the cube is **saturated** (MRR is 1
+in autoencoder mode, where each input retrieves itself): against a baseline at the ceiling too,
+its difference of 0 cannot separate the two, yet it would keep that baseline's term, and so
+the margin, from going below 0 however far behind the cube is on the other metric. Such a
+tie is left out of the baseline's term (which is 0 when both metrics tie there): a baseline
+that ties the cube at MRR 1 and is ahead on cosine makes the margin negative, as it dominates
+the cube. Dominance needs no such care: equal on one metric, ``q`` dominates ``p`` exactly
+when it is better on the other.
 """
 from __future__ import annotations
 
 import numpy as np
 
 Point = tuple[float, float]  # (cosine, mrr)
+METRICS = ("cosine", "mrr")
+CEILING = 1.0  # the best cosine and MRR there are
 
 
 def dominates(q: Point, p: Point) -> bool:
@@ -39,18 +51,43 @@ def pareto_front(points: dict[str, Point]) -> list[str]:
 
 
 def margin(cube_cos, cube_mrr, cos: np.ndarray, mrr: np.ndarray) -> np.ndarray:
-    """The signed margin (see the module docstring); baselines on the last axis of ``cos``
-    and ``mrr``, so a batch of bootstrap resamples is one call."""
-    cube_cos, cube_mrr = np.asarray(cube_cos)[..., None], np.asarray(cube_mrr)[..., None]
-    return np.maximum(cube_cos - cos, cube_mrr - mrr).min(axis=-1)
+    """The signed margin (see the module docstring); baselines on the last axis of ``cos`` and
+    ``mrr``, so a batch of bootstrap resamples is one call."""
+    ahead = []
+    for cube, base in ((cube_cos, cos), (cube_mrr, mrr)):
+        cube = np.asarray(cube)[..., None]
+        ahead.append(np.where((cube >= CEILING) & (base >= CEILING), -np.inf, cube - base))  # a tie at the ceiling
+    term = np.max(ahead, axis=0)
+    return np.where(np.isneginf(term), 0.0, term).min(axis=-1)
+
+
+def saturated(points: dict[str, Point], cube: Point) -> dict[str, dict[str, int]]:
+    """Per metric at its ceiling for the cube: how many of the baselines are there too (``tied``)
+    ``of`` how many; metrics no baseline ties there are left out."""
+    ties = {m: sum(p[i] >= CEILING for p in points.values()) for i, m in enumerate(METRICS) if cube[i] >= CEILING}
+    return {m: {"tied": n, "of": len(points)} for m, n in ties.items() if n}
+
+
+def basis(report: dict) -> str:
+    """What a verdict on a frontier report rests on, to follow "dominated" or "margin": e.g.
+    " on cosine (mrr saturated: 1 for the cube and 104 of 105 baselines)"; "" when no metric
+    is saturated (or the report predates ``saturated``)."""
+    flat = report.get("saturated") or {}
+    if not flat:
+        return ""
+    rest = " and ".join(m for m in METRICS if m not in flat) or "nothing else"
+    ties = "; ".join(f"{m} saturated: 1 for the cube and {t['tied']} of {t['of']} baselines" for m, t in flat.items())
+    return f" on {rest} ({ties})"
 
 
 def frontier_report(points: dict[str, Point], cube: Point) -> dict:
     """The frontier of the baseline ``points``, and where the cube stands against it (the points
-    themselves go to the frontier plot's data, not to the metrics)."""
+    themselves go to the frontier plot's data, not to the metrics). ``saturated`` is a mapping of
+    numbers, not a list, so that ``dvc exp show`` keeps it."""
     cos, mrr = np.array([points[n] for n in points]).T
     return {"cube": {"cosine": round(cube[0], 4), "mrr": round(cube[1], 4)},
             "frontier": pareto_front(points),
             "dominated": any(dominates(p, cube) for p in points.values()),
             "dominated_by": [n for n, p in points.items() if dominates(p, cube)],
-            "margin": round(float(margin(cube[0], cube[1], cos, mrr)), 4)}
+            "margin": round(float(margin(cube[0], cube[1], cos, mrr)), 4),
+            "saturated": saturated(points, cube)}

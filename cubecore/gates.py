@@ -22,6 +22,10 @@ Each entry of the list is one requirement, checked on the report split (``test``
 For example ``require: [not_dominated, "beats: best on mrr beyond noise"]``. YAML reads an
 unquoted ``- beats: ridge`` as a one-key mapping; it is taken as the same text. A failed
 requirement stops the stage with one line naming every failed entry, the split and the gap.
+
+Where a metric is saturated (at its ceiling for the cube and some baselines: MRR 1 in
+autoencoder mode) the frontier's verdicts rest on the other metric (``cubecore.frontier``),
+and the messages of ``not_dominated`` and ``beats: frontier`` say so.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ import re
 from dataclasses import dataclass
 
 from cubecore.errors import CubecoreError
+from cubecore.frontier import basis
 from cubecore.lineup import BASELINES, HEADLINE, INTERVALS
 
 log = logging.getLogger(__name__)
@@ -95,15 +100,15 @@ def shortfall(req: Requirement, results: dict) -> str | None:
         cube = frontier["cube"]
         if not frontier["dominated"]:
             return None
-        return (f"the cube (cosine {cube['cosine']:.4f}, MRR {cube['mrr']:.4f}) is dominated by "
+        return (f"the cube (cosine {cube['cosine']:.4f}, MRR {cube['mrr']:.4f}) is dominated{basis(frontier)} by "
                 f"{', '.join(frontier['dominated_by'])} (margin {frontier['margin']:.4f})")
     if req.target == "frontier":
         entry = confidence["frontier_margin"] if req.beyond_noise else None
         if entry is not None and entry["low"] <= 0:
-            return (f"the frontier margin {entry['value']:.4f} is not above 0 beyond noise "
+            return (f"the frontier margin {entry['value']:.4f}{basis(frontier)} is not above 0 beyond noise "
                     f"(95 % interval {entry['low']:.4f} to {entry['high']:.4f})")
         if entry is None and frontier["margin"] <= 0:
-            return f"the cube's frontier margin is {frontier['margin']:.4f} (needs > 0)"
+            return f"the cube's frontier margin{basis(frontier)} is {frontier['margin']:.4f} (needs > 0)"
         return None
     gaps = []
     for metric in req.metrics:

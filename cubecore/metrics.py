@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import sys
+import unicodedata
 
 import numpy as np
 import torch
@@ -21,11 +23,12 @@ SCORES_BUDGET = 1 << 24  # score-matrix elements per chunk (64 MB of float32)
 
 def retrieval_ranks(pred: torch.Tensor, candidates: torch.Tensor, true_index: torch.Tensor,
                     chunk: int | None = None) -> torch.Tensor:
-    """1-based rank of each row's true candidate by cosine with the prediction.
+    """Each row's rank of its true candidate by cosine with the prediction (1 = first).
 
-    Only candidates scoring strictly higher count against a row, so ties (duplicate answer
-    texts, or texts the teacher maps to the same vector) never push the true answer down.
-    Pass distinct candidates: a repeated answer then occupies one slot, not several.
+    A tie counts at its expected rank: the true candidate tied with ``t`` others ranks
+    (candidates scoring strictly higher) + 1 + t/2, so texts the teacher embeds alike (duplicate
+    answers, or a script it reads as unknown tokens) cost every model rank instead of making
+    it look perfect. Pass distinct candidates: a repeated answer then occupies one slot.
     Rows are scored ``chunk`` at a time; by default as many as keep a chunk's scores within
     ``SCORES_BUDGET`` elements, so memory does not grow with rows x candidates.
     """
@@ -34,9 +37,14 @@ def retrieval_ranks(pred: torch.Tensor, candidates: torch.Tensor, true_index: to
     ranks = []
     for start in range(0, len(pred), chunk):
         scores = F.normalize(pred[start:start + chunk].float(), dim=-1) @ candidates.T
-        true = scores.gather(1, true_index[start:start + chunk, None])
-        ranks.append(1 + (scores > true).sum(1))
-    return torch.cat(ranks) if ranks else torch.zeros(0, dtype=torch.long)
+        ranks.append(expected_rank(scores.sub_(scores.gather(1, true_index[start:start + chunk, None]))))
+    return torch.cat(ranks) if ranks else torch.zeros(0)
+
+
+def expected_rank(ahead: torch.Tensor) -> torch.Tensor:
+    """Ranks from each candidate's score minus the true one's (``[rows, candidates]``, the true
+    candidate's own 0 included): those above, plus 1, plus half of the others at 0."""
+    return (ahead > 0).sum(1) + ((ahead == 0).sum(1) + 1) / 2
 
 
 def mixed_retrieval_ranks(first: torch.Tensor, second: torch.Tensor, candidates: torch.Tensor,
@@ -47,15 +55,15 @@ def mixed_retrieval_ranks(first: torch.Tensor, second: torch.Tensor, candidates:
     (instead of one matrix product per weight); the three matrices stay within ``SCORES_BUDGET``."""
     chunk = max(1, SCORES_BUDGET // (3 * max(1, len(candidates))))
     candidates = F.normalize(candidates.float(), dim=-1)
-    ranks = torch.empty((len(weights), len(first)), dtype=torch.long)
+    ranks = torch.empty((len(weights), len(first)))
     for start in range(0, len(first), chunk):
         index = true_index[start:start + chunk, None]
         scores = [part[start:start + chunk].float() @ candidates.T for part in (first, second)]
         true = [s.gather(1, index) for s in scores]
         mixed = torch.empty_like(scores[0])
         for i, a in enumerate(weights):
-            torch.lerp(*scores, a, out=mixed).sub_(torch.lerp(*true, a)).gt_(0)  # 1 where above the true one
-            ranks[i, start:start + chunk] = 1 + mixed.sum(1).long()
+            torch.lerp(*scores, a, out=mixed).sub_(torch.lerp(*true, a))  # each candidate's lead on the true one
+            ranks[i, start:start + chunk] = expected_rank(mixed)
     return ranks
 
 
@@ -100,15 +108,25 @@ UNSPACED = ("\u0e00-\u0eff"          # Thai, Lao
             "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # CJK ideographs
             "\U00020000-\U0003ffff")  # CJK extensions
 UNSPACED_CHAR = re.compile(f"[{UNSPACED}]")
-WORD = re.compile(f"[{UNSPACED}]|[^\\W_{UNSPACED}]+")
+
+
+@functools.cache
+def word_pattern() -> re.Pattern:
+    """One character of an unspaced script, or a run of letters, digits and combining marks
+    (Unicode categories Mn, Mc, Me: Devanagari vowel signs, Hebrew points ... belong to their
+    word; ``\\w`` alone drops them). Marks of unspaced scripts stay tokens of their own."""
+    marks = "".join(c for c in map(chr, range(sys.maxunicode + 1))
+                    if unicodedata.category(c).startswith("M") and not UNSPACED_CHAR.match(c))
+    return re.compile(f"[{UNSPACED}]|(?:[^\\W_{UNSPACED}]|[{marks}])+")
 
 
 class UnicodeTokenizer:
-    """ROUGE tokens for any script: lowercased runs of word characters (Cyrillic, Greek,
-    Arabic, accented Latin ... stay whole words), one token per character of unspaced scripts
-    (Chinese, Japanese, Thai ...), punctuation dropped. ASCII words of more than 3 letters are
-    Porter-stemmed, as rouge_score's default tokenizer does (which keeps only [a-z0-9] and so
-    turns Russian or Chinese text into no tokens at all)."""
+    """ROUGE tokens for any script: lowercased runs of word characters with their combining marks
+    (Cyrillic, Greek, Arabic, Devanagari, pointed Hebrew, accented Latin ... stay whole words),
+    one token per character of unspaced scripts (Chinese, Japanese, Thai ...), punctuation
+    dropped. ASCII words of more than 3 letters are Porter-stemmed, as rouge_score's default
+    tokenizer does (which keeps only [a-z0-9] and so turns Russian or Chinese text into no
+    tokens at all)."""
 
     def __init__(self):
         from nltk.stem import porter
@@ -117,7 +135,7 @@ class UnicodeTokenizer:
 
     def tokenize(self, text: str) -> list[str]:
         return [self.stem(t) if len(t) > 3 and t.isascii() and t.isalnum() else t
-                for t in WORD.findall(text.lower())]
+                for t in word_pattern().findall(text.lower())]
 
 
 def spaced(text: str) -> str:

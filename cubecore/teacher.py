@@ -76,18 +76,31 @@ class Teacher:
         self.fidelity: float | None = None  # bf16 vs fp32 worst cosine, measured on first use
         self._tokenizer = self._model = None
 
+    def _from_disk(self, auto):
+        """``auto.from_pretrained`` on the model directory, or a one-line CubecoreError."""
+        try:
+            return auto.from_pretrained(self.model_dir, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise CubecoreError(f"teacher.model: cannot load {self.model_dir}: {str(exc).splitlines()[0]}") from None
+
+    @property
+    def tokenizer(self):
+        """The tokenizer, loaded on first use (without the weights)."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            tokenizer = self._from_disk(AutoTokenizer)
+            if tokenizer.pad_token is None:  # decoder-only tokenizers often have none
+                tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+            self._tokenizer = tokenizer
+        return self._tokenizer
+
     def _load(self) -> None:
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # "Loading weights" bars: noise in logs and in `answer`
-        try:
-            self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
-            self._model = AutoModel.from_pretrained(self.model_dir, local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise CubecoreError(f"teacher.model: cannot load {self.model_dir}: {str(exc).splitlines()[0]}") from None
-        if self._tokenizer.pad_token is None:  # decoder-only tokenizers often have none
-            self._tokenizer.pad_token = self._tokenizer.eos_token or self._tokenizer.unk_token
+        self._model = self._from_disk(AutoModel)
         self._model.to(self.device).eval()
 
     def identity(self) -> dict:
@@ -110,9 +123,22 @@ class Teacher:
 
     def token_count(self, text: str) -> int:
         """Tokens of ``text`` before truncation (special tokens included, as in ``max_length``)."""
-        if self._tokenizer is None:
-            self._load()
-        return len(self._tokenizer(text, truncation=False, verbose=False)["input_ids"])
+        return len(self.tokenizer(text, truncation=False, verbose=False)["input_ids"])
+
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
+        """Each text's token ids as the model reads them: truncated to ``max_length``, special
+        tokens included."""
+        if not texts:  # the tokenizer fails on an empty batch
+            return []
+        return self.tokenizer(texts, truncation=True, max_length=self.params.max_length)["input_ids"]
+
+    def mostly_unknown(self, token_ids: list[list[int]]) -> np.ndarray:
+        """For each text's ``token_ids``: whether at least half of its tokens (special tokens
+        aside) are the tokenizer's unknown token, i.e. the teacher cannot read most of it."""
+        unknown = self.tokenizer.unk_token_id
+        special = set(self.tokenizer.all_special_ids) - {unknown}
+        words = [[i for i in ids if i not in special] for ids in token_ids]
+        return np.array([bool(w) and 2 * w.count(unknown) >= len(w) for w in words], dtype=bool)
 
     def embed(self, texts: list[str], progress: bool = True) -> np.ndarray:
         """float32 ``[len(texts), hidden_size]``, rows in the order of ``texts``.
@@ -137,12 +163,12 @@ class Teacher:
     @torch.inference_mode()
     def _embed(self, texts: list[str], precision: str, progress: bool) -> np.ndarray:
         out = np.zeros((len(texts), self.hidden_size), dtype=np.float32)
-        encoded = self._tokenizer(texts, truncation=True, max_length=self.params.max_length)["input_ids"]
+        encoded = self.token_ids(texts)
         order = np.argsort([len(ids) for ids in encoded], kind="stable")[::-1]
         size = self.params.batch_size
         batches = [order[i:i + size] for i in range(0, len(order), size)]
         for batch in progress_bar(batches, f"teacher {self.params.model} ({precision})", enabled=progress):
-            padded = self._tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
+            padded = self.tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
             padded = {k: v.to(self.device) for k, v in padded.items()}
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                 hidden = self._model(**padded).last_hidden_state

@@ -192,7 +192,7 @@ def test_the_frontier_points_are_plot_data_not_metrics(evaluated, tmp_path):
     """eval.json keeps the verdict per split (no point list to flood `dvc exp show`); the
     frontier CSV holds the report split's points: the cube first, the baselines, the frontier flagged."""
     metrics, curves, _ = evaluated
-    assert set(metrics["frontier"]["test"]) == {"cube", "frontier", "dominated", "dominated_by", "margin"}
+    assert set(metrics["frontier"]["test"]) == {"cube", "frontier", "dominated", "dominated_by", "margin", "saturated"}
     plots.frontier(curves["frontier"], tmp_path / "frontier.png", tmp_path / "frontier.csv", "t")
     with open(tmp_path / "frontier.csv", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))

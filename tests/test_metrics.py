@@ -9,15 +9,15 @@ from cubecore.metrics import mixed_retrieval_ranks, retrieval_ranks, retrieval_s
 
 CANDIDATES = torch.eye(4)  # candidate j is the basis vector e_j, so pred[i, j] orders the scores
 PRED = torch.tensor([[3.0, 2.0, 1.0, 0.0],    # true 2: two candidates score higher -> rank 3
-                     [1.0, 1.0, 1.0, 1.0],    # true 3: all tie -> rank 1 (ties never push it down)
+                     [1.0, 1.0, 1.0, 1.0],    # true 3: tied with 3 others -> its expected rank 1 + 3/2
                      [0.0, 5.0, 4.0, 0.0],    # true 1: the best -> rank 1
                      [0.0, 1.0, 2.0, 3.0]])   # true 0: three higher -> rank 4
 TRUE = torch.tensor([2, 3, 1, 0])
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 2048])
-def test_ranks_are_one_based_and_ties_favour_the_true_answer(chunk):
-    assert retrieval_ranks(PRED, CANDIDATES, TRUE, chunk=chunk).tolist() == [3, 1, 1, 4]
+def test_ranks_are_one_based_and_a_tie_counts_at_its_expected_rank(chunk):
+    assert retrieval_ranks(PRED, CANDIDATES, TRUE, chunk=chunk).tolist() == [3, 2.5, 1, 4]
 
 
 def test_summary_from_known_ranks():
@@ -55,5 +55,5 @@ def test_mixed_ranks_at_the_ends_are_the_parts_own_ranks():
     pred, candidates, true = PRED / PRED.norm(dim=-1, keepdim=True).clamp_min(1e-9), CANDIDATES, TRUE
     other = torch.flip(pred, [1])
     ranks = mixed_retrieval_ranks(pred, other, candidates, true, [0.0, 1.0])
-    assert ranks[0].tolist() == [3, 1, 1, 4]
+    assert ranks[0].tolist() == [3, 2.5, 1, 4]
     assert torch.equal(ranks[1], retrieval_ranks(other, candidates, true))

@@ -25,6 +25,7 @@ from cubecore.artifacts import atomic_path
 from cubecore.cli.report import EVAL, cell, dvc, leaves, param_cell, table, verdict
 from cubecore.config import RUN_SETTINGS
 from cubecore.errors import CubecoreError
+from cubecore.frontier import basis
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,9 @@ class Run:
         return estimate.get("low"), estimate.get("high")
 
     def verdict(self) -> str:
-        return verdict_of(self.margin(), *self.interval())
+        """Outside or inside, beyond noise or not, and on which metrics when one is saturated."""
+        rests = basis(self.eval["frontier"][self.split])
+        return verdict_of(self.margin(), *self.interval()) + (f",{rests}" if rests else "")
 
     def row(self) -> list[str]:
         setup, frontier = self.eval.get("setup", {}), self.eval["frontier"][self.split]

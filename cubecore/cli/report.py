@@ -19,6 +19,7 @@ from pathlib import Path
 
 from cubecore.artifacts import atomic_path
 from cubecore.errors import CubecoreError
+from cubecore.frontier import basis
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +228,8 @@ def frontier_section(base: Side, new: Side) -> list[str]:
     for split, report in new.eval.get("frontier", {}).items():
         before = base.eval.get("frontier", {}).get(split, {}).get("dominated")
         lines.append(f"- **dominated** ({split}): {cell(report.get('dominated'))} ({base.label}: {cell(before)})")
+        if basis(report):
+            lines.append(f"- the verdict ({split}) rests{basis(report)}")
     if "confidence" not in new.eval:
         lines.append("- bootstrap intervals: not computed by this version")
     before, after = frontier_rows(base.eval), frontier_rows(new.eval)
