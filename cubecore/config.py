@@ -181,6 +181,15 @@ class EvaluateParams:
 
 
 @dataclass
+class CeilingParams:
+    enabled: bool = False               # the `ceiling` stage: the teacher fine-tuned as a dual encoder (opt-in)
+    epochs: int = 1
+    batch_size: int = 32                # pairs per step: each question's in-batch negatives are the others' answers
+    lr: float = 2e-5
+    max_train_pairs: int | None = None  # a seeded sample of the train pairs (null = all)
+
+
+@dataclass
 class Params:
     base: BaseParams = field(default_factory=BaseParams)
     data: DataParams = field(default_factory=DataParams)
@@ -191,6 +200,7 @@ class Params:
     cube: CubeParams = field(default_factory=CubeParams)
     train: TrainParams = field(default_factory=TrainParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    ceiling: CeilingParams = field(default_factory=CeilingParams)
 
 
 # How a run goes, not what it computes: no stage lists these in dvc.yaml, trained models'
@@ -315,6 +325,10 @@ RANGES = {
     "evaluate.blend_steps": (1, INF, True, False),
     "evaluate.affine_r2_limit": (0, 1, True, True),
     "evaluate.bootstrap": (100, INF, True, False),
+    "ceiling.epochs": (1, INF, True, False),
+    "ceiling.batch_size": (2, INF, True, False),
+    "ceiling.lr": (0, INF, False, False),
+    "ceiling.max_train_pairs": (2, INF, True, False),
 }
 
 
