@@ -190,3 +190,15 @@ def test_evaluate_tracks_the_train_keys_its_mlp_baseline_trains_with():
     assert by_evaluate == by_train - train_stage_only, (
         f"evaluate params: add {sorted(by_train - train_stage_only - by_evaluate)}, "
         f"remove {sorted(by_evaluate - (by_train - train_stage_only))}")
+
+
+def test_no_uncached_out_keeps_a_stage_out_of_the_run_cache():
+    """DVC 3 saves a stage to its run-cache (and so restores it when an edit is reverted) only if
+    each of its `cache: false` outputs is declared under `metrics` or `plots`
+    (`Stage.run`: `no_cache_outs`); one under `outs` makes every revert re-run the stage.
+    tests/test_recovery.py proves the restore on a real project."""
+    for name, stage in STAGES.items():
+        for entry in stage.get("outs", []):
+            flags = next(iter(entry.values())) if isinstance(entry, dict) else None
+            assert (flags or {}).get("cache", True) is not False, \
+                f"{name}: {next(iter(entry))} is an uncached out; make it cached, a metric or a plot"
