@@ -1,7 +1,9 @@
 """Putting a workspace back after a failed or reverted run, on real DVC projects (README
 "When an experiment fails" and "Experiments and review")."""
+import json
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -62,3 +64,38 @@ def test_reverting_a_data_edit_restores_every_stage_from_the_run_cache(make_proj
     assert re.findall(r"Running stage '(\w+)'", reverted) == ["check"]
     assert run("git", "status", "--porcelain") == ""  # metrics and images in git: the committed bytes
     assert changed_stages(run) == []
+
+
+@pytest.mark.slow
+def test_experiments_run_at_once_through_the_queue(make_project):
+    """Two plain `dvc exp run` at once in one workspace lose the first ('NoneType' object is not
+    subscriptable at its end); the README's way to run several at once is the queue with as many
+    workers. Both experiments must finish with their own results."""
+    root, run = make_project(FILES)
+    (root / "dialogues.jsonl").write_text(user_pairs(80), encoding="utf-8")
+    run("git", "add", "-A")
+    run("git", "commit", "-qm", "data")  # queued runs see what git tracks
+    readme = (REPO / "README.md").read_text()
+    for name, lr in (("a", "0.002"), ("b", "0.003")):
+        assert f"`dvc exp run --queue -n {name} -S train.lr={lr}`" in readme
+        run("dvc", "exp", "run", "--queue", "-n", name, "-S", f"train.lr={lr}")
+    assert "`dvc queue start -j 2`" in readme
+    try:
+        run("dvc", "queue", "start", "-j", "2")
+        deadline = time.monotonic() + 1200
+        while time.monotonic() < deadline:
+            status = run("dvc", "queue", "status")
+            if not re.search(r"\b(Queued|Running)\b", status):
+                break
+            time.sleep(5)
+    finally:
+        run("dvc", "queue", "stop")
+    assert len(re.findall(r"\bSuccess\b", status)) == 2, status
+    shown = json.loads(run("dvc", "exp", "show", "--json"))
+    results = {}
+    for exp in (e for commit in shown for e in commit.get("experiments") or []):
+        for rev in exp["revs"]:
+            data = rev["data"]
+            results[rev["name"]] = (data["params"]["params.yaml"]["data"]["train"]["lr"],
+                                    data["metrics"]["metrics/eval.json"]["data"]["cube"]["test"]["mrr"])
+    assert {name: lr for name, (lr, _) in results.items()} == {"a": 0.002, "b": 0.003}, shown
