@@ -98,6 +98,15 @@ def atomic_dir(path: str | Path):
             shutil.rmtree(tmp)
 
 
+def save_weights(tensors: dict, path: str | Path, metadata: dict | None = None) -> None:
+    """``safetensors.torch.save_file``, but the file gets the mode a plain ``open`` would give it
+    (0666 minus the umask): safetensors creates its files 0600."""
+    from safetensors.torch import save_file  # imports torch: only the stages that save weights pay for it
+
+    save_file(tensors, str(path), metadata=metadata)
+    os.chmod(path, 0o666 & ~umask())
+
+
 def write_json(path: str | Path, data) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")

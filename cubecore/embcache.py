@@ -13,10 +13,9 @@ number of processes (or machines sharing the directory) can write into one names
 without a lock; a text embedded by two of them sits in two shards, and every reader takes the
 shard whose name sorts first. Every shard is verified when first read: a wrong checksum, a
 truncated or garbled file, a wrong shape or a non-finite value is reported in one warning
-naming the file, the shard is moved to ``damaged/`` and its texts are embedded again. A shard
-without checksums (written before they existed) is checked for what can be checked (readable,
-shapes, finite values) and then gets its checksums: existing caches are migrated, not thrown
-away.
+naming the file, the shard is moved to ``damaged/`` and its texts are embedded again. So is a
+shard without its checksum file (deleted, or written before checksums existed): finite values of
+the right shape can still be wrong, and a shard that cannot be verified is never trusted.
 
 ``fidelity.json`` keeps the worst bf16-vs-fp32 cosine measured for the namespace, so a run
 served entirely from the cache still reports it; its read-compare-write holds an
@@ -79,43 +78,43 @@ class Shard:
         return [self.emb_file, self.keys_file, self.sum_file]
 
     def read_keys(self) -> np.ndarray:
-        """The keys, checked against the recorded checksum when there is one."""
-        if self.sum_file.exists():
-            try:
-                sums = json.loads(self.sum_file.read_text(encoding="utf-8"))
-                self.sums = {"keys": str(sums["keys"]), "emb": str(sums["emb"]),
-                             "rows": int(sums["rows"]), "dim": int(sums["dim"])}
-            except (ValueError, KeyError, TypeError) as exc:
-                raise DamagedShard(f"unreadable checksum file {self.sum_file.name} ({type(exc).__name__})") from None
+        """The keys, checked against the recorded checksums (a shard without them is refused:
+        nothing would tell its vectors from damaged ones)."""
+        try:
+            sums = json.loads(self.sum_file.read_text(encoding="utf-8"))
+            self.sums = {"keys": str(sums["keys"]), "emb": str(sums["emb"]),
+                         "rows": int(sums["rows"]), "dim": int(sums["dim"])}
+        except FileNotFoundError:
+            raise DamagedShard(f"its checksum file {self.sum_file.name} is missing, so it cannot be verified") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DamagedShard(f"unreadable checksum file {self.sum_file.name} ({type(exc).__name__})") from None
         data = self.keys_file.read_bytes()
-        if self.sums is not None and checksum(data) != self.sums["keys"]:
+        if checksum(data) != self.sums["keys"]:
             raise DamagedShard("keys checksum mismatch")
         keys = _load_array(data)
         if keys.ndim != 2 or keys.shape[1] != KEY_BYTES or keys.dtype != np.uint8:
             raise DamagedShard(f"keys have shape {keys.shape} {keys.dtype}, expected [n, {KEY_BYTES}] uint8")
-        if self.sums is not None and len(keys) != self.sums["rows"]:
+        if len(keys) != self.sums["rows"]:
             raise DamagedShard(f"{len(keys)} keys, checksum file says {self.sums['rows']}")
         self.rows = len(keys)
         return keys
 
     def embeddings(self) -> np.ndarray:
-        """The whole embedding matrix, verified (and given checksums if it had none)."""
+        """The whole embedding matrix, verified against the checksums ``read_keys`` read."""
+        if self.sums is None:
+            raise DamagedShard("its keys were never verified")
         try:
             data = self.emb_file.read_bytes()
         except FileNotFoundError:
             raise DamagedShard(f"{self.emb_file.name} is missing") from None
-        if self.sums is not None and checksum(data) != self.sums["emb"]:
+        if checksum(data) != self.sums["emb"]:
             raise DamagedShard("embeddings checksum mismatch")
         matrix = _load_array(data)
-        rows, dim = self.rows, "dim" if self.sums is None else self.sums["dim"]
-        if matrix.ndim != 2 or matrix.shape[0] != rows or matrix.dtype != np.float32 or \
-                (self.sums is not None and matrix.shape[1] != dim):
+        rows, dim = self.rows, self.sums["dim"]
+        if matrix.ndim != 2 or matrix.shape != (rows, dim) or matrix.dtype != np.float32:
             raise DamagedShard(f"embeddings have shape {matrix.shape} {matrix.dtype}, expected [{rows}, {dim}] float32")
         if not np.isfinite(matrix).all():
             raise DamagedShard(f"{int((~np.isfinite(matrix)).any(1).sum())} rows hold NaN or infinite values")
-        if self.sums is None:  # a shard from before checksums: record them now (one-time migration)
-            self.write_sums(data, self.keys_file.read_bytes(), matrix.shape)
-            log.info("embedding cache: recorded checksums for %s", self.emb_file)
         return matrix
 
     def write_sums(self, emb_bytes: bytes, keys_bytes: bytes, shape: tuple[int, int]) -> None:

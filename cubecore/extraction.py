@@ -151,6 +151,8 @@ def open_sources(params: Params):
     corpus = load_corpus(params.data)
     texts, pairs = index_texts(corpus.pairs)
     teacher = Teacher(params.teacher)
+    # the per-teacher folder is where shards are written: proven writable before any text is embedded
+    usable_dir(cache_dir / teacher.cache_namespace(), "base.cache_dir")
     return corpus, texts, pairs, teacher, EmbeddingCache(cache_dir, teacher.cache_namespace())
 
 

@@ -86,7 +86,8 @@ def usable_dir(path: str | Path, param: str) -> Path:
             pass
     except OSError as exc:
         reason = "it is a file" if isinstance(exc, FileExistsError) else exc.strerror or str(exc)
-        where = f" ({exc.filename})" if exc.filename and Path(exc.filename) != directory else ""
+        culprit = Path(exc.filename) if exc.filename else directory
+        where = "" if directory in (culprit, culprit.parent) else f" ({culprit})"  # not our temp file's name
         raise CubecoreError(f"{param}: cannot use {directory} as a writable directory: "
                             f"{reason}{where}") from None
     return directory

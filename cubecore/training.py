@@ -12,7 +12,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from cubecore import artifacts
@@ -65,7 +65,7 @@ def train(params: Params, data_dir: str | Path, split_dir: str | Path, model_dir
     summary = trainer.fit(splits["train"], splits["val"], live=live, progress=progress)
     if group.main:
         with artifacts.atomic_dir(model_dir) as tmp:
-            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+            artifacts.save_weights({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
             artifacts.write_json(tmp / "model.json", {"cube": as_dict(params.cube), "dim": dim, "mode": p.mode,
                                                       "teacher": data.teacher})
     speed = {**summary.pop("speed"), "resumed": summary.pop("resumed"), "processes": group.world}

@@ -171,3 +171,41 @@ def test_nan_inputs_are_blamed_not_the_learning_rate(tmp_path):
     with pytest.raises(CubecoreError, match="inputs or targets hold NaN/inf") as raised:
         trainer.fit(data, synthetic(64, 2), progress=False)
     assert "train.lr" not in str(raised.value)
+
+
+def test_an_unwritable_teacher_folder_in_the_cache_is_named_before_embedding(tmp_path, monkeypatch):
+    """base.cache_dir is writable but the per-teacher folder inside it (where shards go) is not:
+    one error naming that folder, before the teacher embeds anything."""
+    import errno
+    import os
+
+    from cubecore.config import DataParams
+    from cubecore.teacher import Teacher
+
+    params = Params(base=BaseParams(cache_dir=str(tmp_path / "cache")),
+                    data=DataParams(source="chatterbot", max_pairs=20))
+    folder = tmp_path / "cache" / Teacher(params.teacher).cache_namespace()
+    folder.mkdir(parents=True)
+    folder.chmod(0o555)
+    if os.geteuid() == 0:  # root ignores mode bits: refuse writes there as the kernel would for a user
+        real_open = os.open
+
+        def open_as_a_user(path, flags, *args, **kwargs):
+            writes = flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
+            if writes and Path(os.path.realpath(os.fsdecode(path))).is_relative_to(folder):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fsdecode(path))
+            return real_open(path, flags, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", open_as_a_user)
+
+    def embed(self, texts, progress=True):
+        raise AssertionError(f"embedded {len(texts)} texts before finding the cache unwritable")
+
+    monkeypatch.setattr(Teacher, "embed", embed)
+    try:
+        with pytest.raises(CubecoreError) as raised:
+            extract(params, tmp_path / "out", progress=False)
+    finally:
+        folder.chmod(0o755)
+    assert str(raised.value) == f"base.cache_dir: cannot use {folder} as a writable directory: Permission denied"
+    assert not (tmp_path / "out").exists()

@@ -78,6 +78,9 @@ def one_error_line(err: str) -> str:
     (["Hi", "--top-k", "three"], "argument --top-k: must be a whole number, got 'three'"),
     (["", "--top-k", "3"], "argument text: the question is empty"),
     ([" \t\n "], "argument text: the question is empty"),
+    (["\u200b"], "argument text: the question is empty"),                # zero-width space
+    (["\u200c\u200d\u2060\ufeff"], "argument text: the question is empty"),  # ZWNJ, ZWJ, word joiner, BOM
+    ([" \u200e\u00ad\u200b "], "argument text: the question is empty"),    # LTR mark, soft hyphen (Cf too)
     (["Hi", "--split", "data/split"], "must be one of train, val, test, got 'data/split'; the folder is --split-dir"),
 ])
 def test_answer_refuses_bad_arguments_in_one_line(tmp_path, monkeypatch, capsys, args, says):
@@ -104,6 +107,15 @@ def test_answer_prints_k_answers_best_first(project):
     assert [line.split(".")[0] for line in lines] == ["1", "2", "3"], done.stdout
     scores = [float(line.split()[1]) for line in lines]
     assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize("text", ["\U0001F600\U0001F389", "\U0001F44D", "\U0001F600 ok"])
+def test_answer_warns_when_the_teacher_cannot_read_the_question(project, monkeypatch, capsys, text):
+    code, out, err = in_process(project, monkeypatch, capsys, "answer", text, "--top-k", "1")
+    assert code == 0, err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("warning: ") and "tokens are unknown to the teacher's tokenizer" in line
+    assert len(out.strip().splitlines()) == 1
 
 
 def test_answer_says_when_the_question_is_truncated(project, monkeypatch, capsys):

@@ -184,39 +184,46 @@ def test_a_damaged_shard_is_named_dropped_and_recomputed(tmp_path, minilm_teache
     np.testing.assert_array_equal(again, got)
 
 
-def legacy(cache: EmbeddingCache) -> None:
-    """Make the cache look as the code before checksums left it: no ``.sum.json`` files."""
+def without_checksums(cache: EmbeddingCache) -> None:
+    """Delete every ``.sum.json`` (as a user might, or as the code before checksums left a cache)."""
     for path in cache.directory.glob("*.sum.json"):
         path.unlink()
 
 
-def test_shards_without_checksums_are_verified_then_migrated(tmp_path, caplog):
+def test_a_shard_whose_checksum_file_is_gone_is_never_trusted(tmp_path, minilm_teacher, caplog):
+    """The checksum file deleted and the vectors' bytes flipped (finite, right shape): the damage
+    must not become permanent. The shard is set aside with one warning and its texts recomputed."""
+    fresh = minilm_teacher.embed(TEXTS, progress=False)
     cache = EmbeddingCache(tmp_path, "ns")
-    matrix = vectors(3)
-    cache.put(["a", "b", "c"], matrix)
-    legacy(cache)
+    embed_with_cache(TEXTS, minilm_teacher, cache, progress=False)
+    without_checksums(cache)
+    emb = only_shard(cache, ".emb.npy")
+    finite_garbage(emb)
+
     with caplog.at_level(logging.WARNING):
-        got, found = EmbeddingCache(tmp_path, "ns").get(["c", "a"], 4)
-    assert found.all() and not damage_warnings(caplog)
-    np.testing.assert_array_equal(got, matrix[[2, 0]])
-    sums = json.loads(only_shard(cache, ".sum.json").read_text())  # migrated: now it has checksums
-    assert sums["rows"] == 3 and sums["dim"] == 4
+        got, stats = embed_with_cache(TEXTS, minilm_teacher, EmbeddingCache(tmp_path, "ns"), progress=False)
+    (warning,) = damage_warnings(caplog)
+    assert str(emb) in warning and "checksum file" in warning and "cannot be verified" in warning
+    assert stats["cache_misses"] == len(TEXTS)
+    np.testing.assert_allclose(got, fresh, atol=1e-6)
+    assert (cache.directory / "damaged" / emb.name).exists()
 
-    finite_garbage(only_shard(cache, ".emb.npy"))  # ... so later damage is caught
-    with caplog.at_level(logging.WARNING):
-        assert not EmbeddingCache(tmp_path, "ns").get(["a"], 4)[1].any()
-    assert len(damage_warnings(caplog)) == 1
+    caplog.clear()  # recomputed into a new, checksummed shard: the next run is all hits
+    again, stats = embed_with_cache(TEXTS, minilm_teacher, EmbeddingCache(tmp_path, "ns"), progress=False)
+    assert stats["cache_hits"] == len(TEXTS) and not damage_warnings(caplog)
+    np.testing.assert_array_equal(again, got)
+    assert len(list(cache.directory.glob("*.sum.json"))) == 1
 
 
-@pytest.mark.parametrize("damage", ["nan_bytes", "truncated", "random_bytes", "wrong_rows"])
-def test_shards_without_checksums_are_still_checked(tmp_path, damage, caplog):
+@pytest.mark.parametrize("damage", [None, "nan_bytes", "truncated", "random_bytes", "wrong_rows"])
+def test_shards_without_checksums_are_set_aside_intact_or_not(tmp_path, damage, caplog):
     cache = EmbeddingCache(tmp_path, "ns")
     cache.put(["a", "b", "c", "d"], vectors(4, dim=8))
-    legacy(cache)
+    without_checksums(cache)
     emb = only_shard(cache, ".emb.npy")
     if damage == "wrong_rows":
         np.save(emb, vectors(3, dim=8))
-    else:
+    elif damage:
         DAMAGE[damage](emb)
     with caplog.at_level(logging.WARNING):
         got, found = EmbeddingCache(tmp_path, "ns").get(["a", "b", "c", "d"], 8)

@@ -153,7 +153,7 @@ def test_a_bad_param_fails_first_and_leaves_the_workspace_intact(project):
     errors = [line for line in output.splitlines() if line.startswith("error: ")]
     assert errors == ["error: params.yaml: filter.min_qa_similarity must be in [-1, 1], got 2.0"], output
     assert "Traceback" not in output and "Running stage 'extract'" not in output
-    (root / "params.yaml").write_bytes(params)  # what `git checkout params.yaml` does
+    (root / "params.yaml").write_bytes(params)  # what the README recipe does (tests/test_recovery.py runs it)
     assert run("git", "status", "--porcelain") == ""
     assert changed_stages(run) == []
     assert (root / "models/cube/model.safetensors").exists() and (root / "data/extract/embeddings.npy").exists()

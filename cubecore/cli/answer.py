@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import unicodedata
 from pathlib import Path
 
 from cubecore.cli import positive_int
@@ -18,8 +19,14 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 
+def visible(text: str) -> str:
+    """``text`` without format characters (Unicode category Cf: zero-width spaces and joiners,
+    word joiners, byte-order marks, direction marks, ...) and surrounding whitespace."""
+    return "".join(char for char in text if unicodedata.category(char) != "Cf").strip()
+
+
 def question(value: str) -> str:
-    if not value.strip():
+    if not visible(value):
         raise argparse.ArgumentTypeError("the question is empty; pass some text, e.g. \"How are you?\"")
     return value
 
@@ -75,6 +82,10 @@ def run(args: argparse.Namespace) -> None:
     bank = AnswerBank(task_data(get_mode(info["mode"]).pairing, data.embeddings, pairs).target_ids, data.embeddings, data.texts)
     if args.top_k > len(bank.texts):
         log.warning("the %s split has %d distinct answers; printing all of them", args.split, len(bank.texts))
+    unknown, words = teacher.unknown_tokens(args.text)
+    if unknown and unknown * 2 >= words:  # half or more of it unreadable
+        log.warning("%d of the question's %d tokens are unknown to the teacher's tokenizer (emoji or a script it "
+                    "does not know?): the answers say little about it", unknown, words)
     tokens = teacher.token_count(args.text)
     if tokens > teacher.params.max_length:
         log.warning("the question is %d tokens long; only the first %d were used (the teacher's max_length)",
