@@ -4,13 +4,17 @@ It computes the same function from the same parameters the way the first version
 channels-first ``[B, C, X, Y, Z]``, perception as a dense 3x3x3 convolution whose kernel is
 zero outside the K used taps, and the per-cell update as 1x1x1 convolutions. The tests check
 the fast path against it (values and gradients); bench/train.py times it as "before".
+Later options are written the same way: ``update: bilinear`` adds the product of state and
+perception to the update's input, ``placement: projected`` adds each cell's share of the
+global projections to the lifted state (``rotated`` needs nothing here: it is all in the
+placement's ``place`` and ``read``, which the reference shares).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from cubecore.cube import CellRule, CubicCore
+from cubecore.cube import CellRule, CubicCore, ProjectedPlacement
 
 
 def _pointwise(field: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -31,7 +35,8 @@ def reference_perceive(rule: CellRule, state: torch.Tensor) -> torch.Tensor:
 
 def reference_step(rule: CellRule, state: torch.Tensor, position: torch.Tensor | None) -> torch.Tensor:
     """One step of the cell rule on ``[B, C, X, Y, Z]``; ``position`` is ``[1, P, X, Y, Z]``."""
-    features = [state, reference_perceive(rule, state)]
+    perception = reference_perceive(rule, state)
+    features = [state, perception] + ([state * perception] if rule.bilinear else [])
     if position is not None:
         features.append(position.expand(state.shape[0], -1, -1, -1, -1))
     hidden = F.gelu(_pointwise(torch.cat(features, dim=1), rule.update_in.weight, rule.update_in.bias))
@@ -46,6 +51,9 @@ def reference_forward(model: CubicCore, x: torch.Tensor) -> torch.Tensor:
     """``model``'s function of ``x`` ``[B, dim]``, computed the original way."""
     field = model.placement.place(x * model.scale).unsqueeze(1)  # [B, 1, X, Y, Z]
     state = _pointwise(field, model.lift.weight, model.lift.bias)
+    if isinstance(model.placement, ProjectedPlacement):  # [B, C] global features times [C, X, Y, Z] weights
+        z = (x * model.scale) @ model.placement.project.weight.T
+        state = state + z[:, :, None, None, None] * model.placement.cell_weight.permute(3, 0, 1, 2).unsqueeze(0)
     state = state.contiguous(memory_format=torch.channels_last_3d)  # what made the old convs ~2x faster
     position = None if model.position is None else model.position.permute(3, 0, 1, 2).unsqueeze(0)
     for _ in range(model.params.steps):

@@ -215,8 +215,8 @@ CHOICES = {
     "split.group_by": ("question", "conversation"),
     "cube.neighbourhood": (6, 26),
     "cube.boundary": ("walls", "periodic"),
-    "cube.update": ("residual", "gated"),
-    "cube.placement": ("reshape", "learned", "learned_skip"),
+    "cube.update": ("residual", "gated", "bilinear"),
+    "cube.placement": ("reshape", "learned", "learned_skip", "projected", "rotated"),
     "cube.readout": ("local", "global"),
     "train.mode": ("dialogue", "autoencoder", "dual", "bidirectional"),  # = cubecore.modes.MODES (tested)
     "train.dual.balancing": ("fixed", "alternate", "adaptive"),

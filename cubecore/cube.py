@@ -6,6 +6,14 @@ cell, then ``steps`` times every cell perceives its neighbours and updates its s
 one value per cell and placed back into an embedding of the teacher's dimension (with
 ``readout: global``, plus a linear map of the mean cell state to the whole embedding).
 
+Designs aimed at a lattice that matters (a reshaped embedding has nothing local in it, so the
+default cube learns an affine map of its input): ``update: bilinear`` also feeds the update
+``state * perception`` (a multiplicative interaction of a cell and its neighbours);
+``placement: projected`` also gives every cell C rank-one projections of the whole input (which
+cells hear which projection is learned; no dense map back); ``placement: rotated`` lays the
+embedding in a learned orthonormal basis and reads back with its transpose (the two maps alone
+are the identity, so any change is the lattice's).
+
 The state is kept channels-last, ``[B, X, Y, Z, C]``, so every per-cell map is one matmul
 over all ``B·X·Y·Z`` cells, and perception reads only the K neighbour taps it uses: each cell's
 K neighbour states (zero across a wall, wrapped around on a periodic lattice) are gathered side
@@ -21,6 +29,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrizations
 
 from cubecore.config import CubeParams
 from cubecore.errors import CubecoreError
@@ -112,6 +121,41 @@ class ReshapePlacement(nn.Module):
         return field.flatten(1) + self.bias  # [B, X, Y, Z] -> [B, dim]
 
 
+class ProjectedPlacement(ReshapePlacement):
+    """``reshape``, and every cell's C channels also receive C rank-one projections of the whole
+    input: channel c of cell i gets ``weight[i, c] * (u_c · x)``. Which cells hear which global
+    feature is learned (``weight`` starts small, at ~1 % of a cell's value); the read-out stays
+    local (no dense map back), so the lattice has to carry what a cell needs to its cell."""
+
+    def __init__(self, lattice: tuple[int, int, int], dim: int, channels: int):
+        super().__init__(lattice, dim)
+        self.project = nn.Linear(dim, channels, bias=False)  # the C global features, ~unit scale
+        self.cell_weight = nn.Parameter(0.01 * torch.randn(*lattice, channels))  # [X, Y, Z, C]
+
+    def context(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, dim]`` (scaled) -> what each cell's channels receive of it, ``[B, X, Y, Z, C]``."""
+        return self.project(x)[:, None, None, None, :] * self.cell_weight
+
+
+class RotatedPlacement(ReshapePlacement):
+    """The embedding in a learned orthonormal basis ``R`` laid on the lattice, read back with
+    ``R^T``: the maps alone are the identity, so whatever the cube changes, the lattice does.
+    ``R`` starts as the identity (the ``reshape`` placement) and stays orthogonal (Cayley map)."""
+
+    def __init__(self, lattice: tuple[int, int, int], dim: int):
+        super().__init__(lattice, dim)
+        self.rotation = nn.Linear(dim, dim, bias=False)
+        with torch.no_grad():
+            self.rotation.weight.copy_(torch.eye(dim))
+        parametrizations.orthogonal(self.rotation, orthogonal_map="cayley")
+
+    def place(self, x: torch.Tensor) -> torch.Tensor:
+        return super().place(self.rotation(x))
+
+    def read(self, field: torch.Tensor) -> torch.Tensor:
+        return field.flatten(1) @ self.rotation.weight + self.bias  # R^T applied to each row
+
+
 class LearnedPlacement(nn.Module):
     """Linear maps from the embedding onto a lattice of any size, and back (``small_out``: the map
     back starts 10x smaller than usual, for a cube that adds its output to its input)."""
@@ -145,12 +189,14 @@ class CellRule(nn.Module):
         c, h, p = params.channels, params.hidden, params.position_channels
         self.channels = c
         self.gated = params.update == "gated"
+        self.bilinear = params.update == "bilinear"
+        self.features = (3 if self.bilinear else 2) * c  # [state, perception(, state * perception)]
         self.periodic = params.boundary == "periodic"
         self.offsets = neighbour_offsets(params.neighbourhood)
         k = len(self.offsets)
         self.perceive_weight = nn.Parameter(torch.randn(c, c, k) / math.sqrt(c * k))  # [out, in, tap]
         self.perceive_bias = nn.Parameter(torch.zeros(c))
-        self.update_in = nn.Linear(2 * c + p, h)  # input: [state, perception, position]
+        self.update_in = nn.Linear(self.features + p, h)  # input: [state, perception(, product), position]
         self.update_out = nn.Linear(h, 2 * c if self.gated else c)
         # start close to the identity: every step moves a cell's state by ~1 % (a bias would add
         # the same shift every step whatever the input, so it starts at zero; a gate starts shut)
@@ -168,12 +214,14 @@ class CellRule(nn.Module):
         """The update's input bias plus its position term, ``[X, Y, Z, H]`` (or ``[H]``): once per batch."""
         if position is None:
             return self.update_in.bias
-        return F.linear(position, self.update_in.weight[:, 2 * self.channels:], self.update_in.bias)
+        return F.linear(position, self.update_in.weight[:, self.features:], self.update_in.bias)
 
     def forward(self, state: torch.Tensor, cell_bias: torch.Tensor) -> torch.Tensor:
         """``[B, X, Y, Z, C]`` -> the next state, ``[B, X, Y, Z, C]``."""
-        features = torch.cat([state, self.perceive(state)], dim=-1)  # [B, X, Y, Z, 2C]
-        hidden = F.gelu(F.linear(features, self.update_in.weight[:, :2 * self.channels]) + cell_bias)
+        perception = self.perceive(state)
+        features = [state, perception, state * perception] if self.bilinear else [state, perception]
+        features = torch.cat(features, dim=-1)  # [B, X, Y, Z, 2C or 3C]
+        hidden = F.gelu(F.linear(features, self.update_in.weight[:, :self.features]) + cell_bias)
         delta = self.update_out(hidden)  # [B, X, Y, Z, C] (residual) or [B, X, Y, Z, 2C] (gated)
         if self.gated:
             candidate, gate = delta.chunk(2, dim=-1)
@@ -192,6 +240,10 @@ class CubicCore(nn.Module):
         self.skip = params.placement == "learned_skip"  # output = input + the lattice's correction
         if params.placement == "reshape":
             self.placement = ReshapePlacement(lattice, dim)
+        elif params.placement == "projected":
+            self.placement = ProjectedPlacement(lattice, dim, params.channels)
+        elif params.placement == "rotated":
+            self.placement = RotatedPlacement(lattice, dim)
         else:
             self.placement = LearnedPlacement(lattice, dim, small_out=self.skip)
         self.scale = math.sqrt(dim)  # unit-norm embeddings -> about unit values per cell
@@ -215,6 +267,8 @@ class CubicCore(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         field = self.placement.place(x * self.scale)  # [B, X, Y, Z]
         state = self.lift(field.unsqueeze(-1))  # [B, X, Y, Z, C]
+        if isinstance(self.placement, ProjectedPlacement):
+            state = state + self.placement.context(x * self.scale)
         cell_bias = self.rule.cell_bias(self.position)  # [X, Y, Z, H]
         for _ in range(self.params.steps):
             state = self.rule(state, cell_bias)
@@ -237,7 +291,8 @@ class CubicCore(nn.Module):
         volume = math.prod(p.lattice)
         c, h, k = p.channels, p.hidden, len(self.rule.offsets)
         c_out = 2 * c if p.update == "gated" else c
-        step = volume * (k * c * c + 2 * c * h + h * c_out)
-        placement = 2 * self.dim * volume if p.placement != "reshape" else 0
+        step = volume * (k * c * c + self.rule.features * h + h * c_out)
+        placement = {"reshape": 0, "projected": self.dim * c, "rotated": 2 * self.dim * self.dim}.get(
+            p.placement, 2 * self.dim * volume)
         pooled = c * self.dim if p.readout == "global" else 0
         return 2 * (volume * 2 * c + p.steps * step + placement + pooled)

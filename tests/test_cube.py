@@ -50,9 +50,34 @@ def test_global_readout_starts_as_the_local_one_and_then_reads_the_whole_lattice
     assert (far.abs() > 0).all() and ((local(x + first) - local(x)).abs() > 0).sum() < 64
 
 
-def test_reshape_needs_lattice_volume_equal_to_dimension():
+@pytest.mark.parametrize("placement", ["reshape", "projected", "rotated"])
+def test_reshape_needs_lattice_volume_equal_to_dimension(placement):
     with pytest.raises(CubecoreError, match=r"cube.lattice.*64 cells.*384"):
-        CubicCore(small(), 384)
+        CubicCore(small(placement=placement), 384)
+
+
+@pytest.mark.parametrize("changes", [{"update": "bilinear"}, {"placement": "projected"}, {"placement": "rotated"}])
+def test_designs_keep_the_shape_and_add_what_they_say(changes):
+    """The designs aimed at a lattice that matters: same output shape; ``bilinear`` widens only the
+    update's input (by C x H), ``projected`` adds C projections and a C-vector per cell, ``rotated``
+    one orthogonal map whose transpose reads back (with 0 steps the cube is then alpha * x + c)."""
+    torch.manual_seed(0)
+    model = CubicCore(small(**changes), 64)
+    x = torch.nn.functional.normalize(torch.randn(5, 64), dim=-1)
+    assert model(x).shape == (5, 64)
+    extra = model.parameter_count() - CubicCore(small(), 64).parameter_count()
+    c, h = SMALL.channels, SMALL.hidden
+    assert extra == {"update": c * h, "projected": 2 * c * 64, "rotated": 64 * 64}[changes.get("placement", "update")]
+    if changes.get("placement") == "rotated":
+        rotation = model.placement.rotation.weight
+        assert torch.allclose(rotation @ rotation.T, torch.eye(64), atol=1e-5)
+        with torch.no_grad():
+            model.placement.rotation.parametrizations.weight.original.normal_()
+        assert not torch.allclose(model.placement.rotation.weight, torch.eye(64), atol=0.1)
+        model.params = dataclasses.replace(model.params, steps=0)
+        out = model(x)  # R^T (a R x + b) + bias: a trivial affine map of x
+        alpha = (model.lift.weight[:, 0] * model.read_out.weight[0]).sum()
+        assert torch.allclose(out - alpha * x, (out - alpha * x)[0].expand_as(out), atol=1e-5)
 
 
 @pytest.mark.parametrize("neighbourhood,count,reach", [(6, 6, 1), (26, 26, 3)])
@@ -90,14 +115,14 @@ def test_six_neighbours_are_faces_only_and_26_include_diagonals():
 
 
 @pytest.mark.parametrize("neighbourhood,boundary,update,placement",
-                         list(itertools.product((6, 26), ("walls", "periodic"), ("residual", "gated"),
-                                                ("reshape", "learned"))))
+                         list(itertools.product((6, 26), ("walls", "periodic"), ("residual", "gated", "bilinear"),
+                                                ("reshape", "learned", "projected", "rotated"))))
 def test_fast_kernel_matches_the_conv_reference(neighbourhood, boundary, update, placement):
     """Same outputs and same gradients (input and every parameter) as the original formulation.
 
     In float64, so float32 rounding (about 1e-6 relative) cannot hide or fake a difference."""
     torch.manual_seed(0)
-    lattice = [4, 4, 4] if placement == "reshape" else [3, 4, 2]
+    lattice = [3, 4, 2] if placement == "learned" else [4, 4, 4]
     params = small(neighbourhood=neighbourhood, boundary=boundary, update=update, placement=placement,
                    lattice=lattice)
     model = CubicCore(params, 64).double()
@@ -120,8 +145,9 @@ def test_fast_kernel_matches_the_conv_reference(neighbourhood, boundary, update,
 
 
 @pytest.mark.parametrize("neighbourhood,boundary,update,placement,readout",
-                         list(itertools.product((6, 26), ("walls", "periodic"), ("residual", "gated"),
-                                                ("reshape", "learned", "learned_skip"), ("local", "global"))))
+                         list(itertools.product((6, 26), ("walls", "periodic"), ("residual", "gated", "bilinear"),
+                                                ("reshape", "learned", "learned_skip", "projected", "rotated"),
+                                                ("local", "global"))))
 def test_every_parameter_gets_a_gradient(neighbourhood, boundary, update, placement, readout):
     torch.manual_seed(0)
     params = small(neighbourhood=neighbourhood, boundary=boundary, update=update, placement=placement, readout=readout)
@@ -177,7 +203,8 @@ def _matmul_flops_run(model: CubicCore, x: torch.Tensor) -> int:
 @pytest.mark.parametrize("changes", [{}, {"neighbourhood": 26}, {"update": "gated"},
                                      {"placement": "learned", "lattice": [3, 4, 2]},
                                      {"placement": "learned_skip", "lattice": [3, 4, 2]}, {"position_channels": 0},
-                                     {"readout": "global"}])
+                                     {"readout": "global"}, {"update": "bilinear"}, {"placement": "projected"},
+                                     {"placement": "rotated"}])
 def test_flops_per_sample_counts_what_runs(changes):
     """Per sample: the matmuls that scale with the batch (only the taps used), nothing else."""
     model = CubicCore(small(**changes), 64)
@@ -208,7 +235,8 @@ def test_default_cube_is_unchanged():
 
 
 @pytest.mark.parametrize("changes", [{}, {"update": "gated"}, {"steps": 8}, {"neighbourhood": 26, "channels": 32},
-                                     {"placement": "learned_skip", "lattice": [6, 6, 6]}, {"readout": "global"}])
+                                     {"placement": "learned_skip", "lattice": [6, 6, 6]}, {"readout": "global"},
+                                     {"update": "bilinear"}, {"placement": "projected"}, {"placement": "rotated"}])
 def test_init_starts_close_to_the_identity(changes):
     """"Start close to identity" as the code says: a few % of the input's norm, not a shift
     shared by every input that piles up over the steps."""
