@@ -1,6 +1,7 @@
 """Result numbers in prose come from committed files: every figure with 4 decimals in a README or
 docs section that names its sources (an HTML comment ``<!-- numbers from: a.json b.json -->``)
-must be a value of one of those files (rounded to 4 decimals), or a difference of two of them."""
+must be a value of one of those files (rounded to 4 decimals), or a difference of two of them,
+and every count written with a thousands separator (``18,316``) must be one of their values."""
 import itertools
 import json
 import re
@@ -11,6 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = re.compile(r"<!-- numbers from: (?P<files>[^>]+?) -->(?P<body>.*?)(?=\n#+ |\Z)", re.S)
 FIGURE = re.compile(r"(?<![\w.])[-+−]?\d+\.\d{4}(?!\d)")
+COUNT = re.compile(r"(?<![\w.,])\d{1,3}(?:,\d{3})+(?![\d,])")
 
 
 def numbers(tree) -> set[float]:
@@ -35,6 +37,7 @@ def test_every_figure_comes_from_its_sources(doc, files, body):
     missing = [f for f in FIGURE.findall(body)
                if round(abs(float(f.replace("−", "-"))), 4) not in known | {abs(d) for d in differences}
                and round(float(f.replace("−", "-")), 4) not in known]
+    missing += [c for c in COUNT.findall(body) if int(c.replace(",", "")) not in known]
     assert not missing, f"{doc.name}: figures not in {files}: {missing}"
 
 
