@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -90,7 +91,7 @@ MUTANTS = [
            "candidates = len(rows.target_ids)"),
     Mutant("candidates-metric-counts-rows", E, '"candidates": len(np.unique(rows.target_ids))',
            '"candidates": len(rows.target_ids)'),
-    Mutant("row-recall-at-1-strict", E, '"recall@1": (ranks <= 1)', '"recall@1": (ranks < 2) & (ranks > 1)'),
+    Mutant("row-recall-at-1-strict", E, '"recall@1": (ranks <= 1)', '"recall@1": (ranks < 1)'),
     Mutant("row-mrr-off-by-one", E, '"mrr": 1.0 / ranks', '"mrr": 1.0 / (ranks + 1)'),
     Mutant("frontier-points-axes-swapped", E,
            'float(values[n]["cosine"].mean()), float(values[n]["mrr"].mean())',
@@ -191,7 +192,7 @@ def run_tests(root: Path, timeout: int, tests: list[str]) -> tuple[bool, str]:
     except subprocess.TimeoutExpired:
         return False, "timeout"
     lines = [line for line in done.stdout.splitlines() if line.strip()]
-    failed = [line.split(" ")[1] for line in lines if line.startswith("FAILED ") or line.startswith("ERROR ")]
+    failed = [line.split(" ", 1)[1].split(" - ")[0] for line in lines if line.startswith(("FAILED ", "ERROR "))]
     return done.returncode == 0, (failed[0] if failed else lines[-1] if lines else done.stderr[-300:])
 
 
@@ -224,6 +225,7 @@ def main() -> int:
             print(f"{m.name}\t{m.path}\t{m.old!r} -> {m.new!r}{'  (equivalent)' if m.equivalent else ''}")
         return 0
     start = time.time()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # still remove the copies when stopped
     roots = [workspace() for _ in range(max(1, args.jobs))]
     try:
         ok, last = run_tests(roots[0], args.timeout, args.tests)

@@ -23,20 +23,31 @@ CUBE = CubeParams(lattice=[4, 4, 4], channels=6, hidden=8, position_channels=2, 
 REPO = Path(__file__).resolve().parents[1]
 
 
+def synthetic(n: int, seed: int, dim: int = 64) -> TaskData:
+    """Targets are a fixed nonlinear map of the inputs plus a shared offset (+0.3): easy to make
+    progress on (other test files train on these rows), but mostly the offset: ``x + b`` fits
+    them about as well as the cube does (``neighbour_products`` is the task that tells)."""
+    g = torch.Generator().manual_seed(seed)
+    mixing = torch.randn(dim, dim, generator=torch.Generator().manual_seed(1234)) / dim ** 0.5
+    x = torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=-1)
+    y = torch.nn.functional.normalize(torch.tanh(3 * x @ mixing) + 0.3, dim=-1)
+    ids = np.arange(n) + seed * 10_000
+    return TaskData(x, y, ids)
+
+
 def neighbour(x: torch.Tensor) -> torch.Tensor:
     """Each dim's neighbour along z on the 4x4x4 lattice (the cube's reshape placement), 0 past the wall."""
     field = x.view(-1, 4, 4, 4)
     return torch.nn.functional.pad(field[..., 1:], (0, 1)).reshape(x.shape)
 
 
-def synthetic(n: int, seed: int, dim: int = 64) -> TaskData:
+def neighbour_products(n: int, seed: int, dim: int = 64) -> TaskData:
     """Target dim i is ``tanh(8 x_i x_j)`` with j i's lattice neighbour: nonlinear (no linear map
     fits it, and ``x + b`` gets a cosine near 0), local (the cube's update rule can learn it)."""
     g = torch.Generator().manual_seed(seed)
     x = torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=-1)
     y = torch.nn.functional.normalize(torch.tanh(8 * x * neighbour(x)), dim=-1)
-    ids = np.arange(n) + seed * 10_000
-    return TaskData(x, y, ids)
+    return TaskData(x, y, np.arange(n) + seed * 10_000)
 
 
 def params(tmp_path, **changes) -> TrainParams:
@@ -45,11 +56,11 @@ def params(tmp_path, **changes) -> TrainParams:
     return dataclasses.replace(base, **changes)
 
 
-def fit(tmp_path, key="run", **changes):
+def fit(tmp_path, key="run", data=synthetic, **changes):
     torch.manual_seed(0)
     model = CubicCore(CUBE, 64)
     trainer = Trainer(model, params(tmp_path, **changes), seed=0, key=key)
-    summary = trainer.fit(synthetic(256, 1), synthetic(64, 2), progress=False)
+    summary = trainer.fit(data(256, 1), data(64, 2), progress=False)
     return model, trainer, summary
 
 
@@ -66,14 +77,14 @@ def best_shift_cosine(train: TaskData, val: TaskData) -> float:
 
 
 def test_the_cube_learns_a_map_that_x_plus_b_cannot_fit(tmp_path):
-    """Far beyond its start, the identity and the best ``x + b`` (all near 0 here): a shared
-    offset of the targets, which ``x + b`` learns as well as anything, is not enough to pass."""
-    train, val = synthetic(256, 1), synthetic(64, 2)
+    """Far beyond its start, the identity and the best ``x + b`` (all near 0 here). On
+    ``synthetic``'s rows the best ``x + b`` reaches the cube's val cosine (0.64): they cannot tell."""
+    train, val = neighbour_products(256, 1), neighbour_products(64, 2)
     torch.manual_seed(0)
     untrained = prediction_scores(predict(CubicCore(CUBE, 64), val.inputs), val.targets, val.target_ids)["cosine"]
     identity = prediction_scores(val.inputs, val.targets, val.target_ids)["cosine"]
     shift = best_shift_cosine(train, val)
-    model, trainer, summary = fit(tmp_path, epochs=8)
+    model, trainer, summary = fit(tmp_path, data=neighbour_products, epochs=8)
     assert summary["val_cosine"] > max(untrained, identity, shift) + 0.5
     assert trainer.state.history[-1]["train_loss"] < trainer.state.history[0]["train_loss"]
 
