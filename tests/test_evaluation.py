@@ -1,5 +1,6 @@
-"""Frontier, dominance and margin on hand-made points; the paired bootstrap; and one
-``evaluate`` run on tiny synthetic data (every model, the frontier, intervals, flags)."""
+"""Frontier, dominance and margin on hand-made points; the paired bootstrap; and ``evaluate``
+on tiny synthetic data (every model, the frontier, intervals, flags), run once more with a test
+split on which every choice made on val would come out differently."""
 import csv
 import dataclasses
 import json
@@ -18,8 +19,8 @@ from cubecore import artifacts, plots
 from cubecore.bootstrap import interval, resample_means
 from cubecore.config import CubeParams, EvaluateParams, LossParams, Params, SplitParams, TrainParams
 from cubecore.evaluation import MODELS, evaluate
-from cubecore.lineup import BASELINES, HEADLINE
 from cubecore.frontier import dominates, frontier_report, margin, pareto_front
+from cubecore.lineup import BASELINES, HEADLINE
 from cubecore.training import train
 
 POINTS = {"a": (0.5, 0.2), "b": (0.4, 0.3), "c": (0.3, 0.1), "d": (0.4, 0.2)}  # c, d are dominated
