@@ -26,7 +26,7 @@ def test_an_equal_point_does_not_dominate():
 
 
 def test_a_point_tied_on_cosine_and_worse_on_mrr_is_off_the_frontier():
-    points = {"low": (0.5, 0.1), "high": (0.5, 0.4), "far": (0.7, 0.2)}
+    points = {"low": (0.5, 0.1), "high": (0.5, 0.4), "far": (0.7, 0.05)}  # only "high" dominates "low"
     assert pareto_front(points) == ["high", "far"]
 
 
