@@ -1,10 +1,12 @@
 """Baselines: ridge recovers a known map and picks the right regulariser; mean is the mean;
 the trained linear map starts at the identity and learns; the blend mixes unit vectors."""
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
-from cubecore.baselines import Blend, LinearMap, MeanTarget, Moments, blend_family, fit_baselines, fit_ridge
+from cubecore.baselines import (Blend, LinearMap, MeanTarget, Moments, ResidualMLP, blend_family, fit_baselines,
+                                fit_ridge)
 from cubecore.config import LossParams, TrainParams
 from cubecore.tasks import TaskData
 
@@ -38,6 +40,16 @@ def test_ridge_picks_the_best_regulariser_on_held_out_rows():
     assert fit_ridge(TaskData(x, y, np.arange(40)), [1e-3, 1e6], seed=0)[1] == 1e6
 
 
+def test_the_chosen_ridge_is_refitted_on_every_training_row():
+    """The held-out tenth only picks alpha: the returned map is the fit of all rows (noisy
+    rows, few of them, so leaving any out moves the weights)."""
+    data = linear_data(50, 3, noise=0.5)
+    model, alpha = fit_ridge(data, [0.1, 10.0], seed=0)
+    full = Moments.of(data.inputs, data.targets).solve(alpha)
+    assert torch.allclose(model.weight, full.weight, atol=1e-5)
+    assert torch.allclose(model.bias, full.bias, atol=1e-5)
+
+
 def test_mean_baseline_is_the_mean_target():
     targets = torch.randn(10, DIM) + 3
     assert torch.allclose(MeanTarget(targets)(torch.randn(4, DIM)), targets.mean(0).expand(4, -1))
@@ -56,6 +68,23 @@ def test_blend_mixes_unit_vectors():
 def test_linear_map_starts_at_the_identity():
     x = torch.randn(3, DIM)
     assert torch.equal(LinearMap(DIM)(x), x)
+
+
+def test_the_mlp_starts_as_the_identity():
+    x = torch.randn(3, DIM)
+    assert torch.equal(ResidualMLP(DIM, 5)(x), x)
+
+
+@pytest.mark.parametrize("budget", [5, 200, 1000, 5233])
+def test_the_mlp_width_gives_the_parameter_count_closest_to_the_budget(budget):
+    """The mlp is the cube's size (its parameter count is 2 * dim * h + h + dim); at least one
+    hidden unit even when the budget is below that of one."""
+    def count(hidden: int) -> int:
+        return sum(p.numel() for p in ResidualMLP(DIM, hidden).parameters())
+
+    hidden = ResidualMLP.hidden_for(DIM, budget)
+    assert hidden >= 1
+    assert all(abs(count(hidden) - budget) <= abs(count(h) - budget) for h in range(1, hidden + 20))
 
 
 def test_trained_baselines_learn_beyond_the_identity(tmp_path):

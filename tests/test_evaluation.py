@@ -1,5 +1,6 @@
-"""Frontier, dominance and margin on hand-made points; the paired bootstrap; and one
-``evaluate`` run on tiny synthetic data (every model, the frontier, intervals, flags)."""
+"""Frontier, dominance and margin on hand-made points; the paired bootstrap; and ``evaluate``
+on tiny synthetic data (every model, the frontier, intervals, flags), run once more with a test
+split on which every choice made on val would come out differently."""
 import csv
 import dataclasses
 import json
@@ -19,6 +20,7 @@ from cubecore.bootstrap import interval, resample_means
 from cubecore.config import CubeParams, EvaluateParams, LossParams, Params, SplitParams, TrainParams
 from cubecore.evaluation import MODELS, evaluate
 from cubecore.frontier import dominates, frontier_report, margin, pareto_front
+from cubecore.lineup import BASELINES, HEADLINE
 from cubecore.training import train
 
 POINTS = {"a": (0.5, 0.2), "b": (0.4, 0.3), "c": (0.3, 0.1), "d": (0.4, 0.2)}  # c, d are dominated
@@ -132,13 +134,31 @@ def evaluated(synthetic):
     return metrics, curves, warnings
 
 
+@pytest.fixture(scope="module")
+def report_differs(synthetic, tmp_path_factory):
+    """``evaluate`` with the same model, train and val rows, but a test split whose answers are
+    the questions themselves (test row 72 twice: 7 rows, 6 distinct answers), and recall_at
+    [1, 6, 12]: on test the identity (and blend@1) is perfect, on val ridge (and blend@0) is
+    best, so whatever is chosen on val differs from what test would choose. The trained
+    baselines come from the cache when ``evaluated`` ran first (same train and val rows, same
+    training params)."""
+    params, data, split, model = synthetic
+    changed = tmp_path_factory.mktemp("report-differs")
+    for name in ("train", "val"):
+        (changed / f"{name}.tsv").write_bytes((split / f"{name}.tsv").read_bytes())
+    rows = np.array([72, 73, 74, 75, 76, 77, 72])
+    artifacts.write_pairs(changed / "test.tsv", artifacts.Pairs(rows, rows, [str(r) for r in rows],
+                                                                np.zeros(len(rows), dtype=np.int64)))
+    params = dataclasses.replace(params, evaluate=dataclasses.replace(params.evaluate, recall_at=[1, 6, 12]))
+    return evaluate(params, data, changed, model)
+
+
 def test_evaluate_reports_every_model_on_val_and_test(evaluated):
     metrics, curves, _ = evaluated
     for name in MODELS:
         assert set(metrics[name]) == {"val", "test"}
         assert metrics[name]["test"]["candidates"] == 6
     assert set(curves["recall"]) == set(MODELS)
-    assert metrics["setup"]["blend_weight"] in (0.0, 0.5, 1.0)
     assert metrics["setup"]["report_split"] == "test"
 
 
@@ -151,22 +171,52 @@ def test_recall_at_k_beyond_the_candidates_is_flagged(evaluated):
     assert all(metrics[name]["test"]["recall@10"] == 1.0 for name in MODELS)
 
 
-def test_frontier_and_intervals_are_consistent(evaluated):
+def test_the_frontier_points_are_the_models_metrics(evaluated):
+    """The frontier's points come from the per-row values; each model's metrics from its ranks'
+    summary (a separate path): they agree, and blend@0 / blend@1 point like ridge / identity."""
     metrics, curves, _ = evaluated
     for split in ("val", "test"):
+        points = curves["frontier"]["points"][split]
+        assert set(points) == {"cube", "identity", "mean", "ridge", "linear", "mlp", "blend@0", "blend@0.5", "blend@1"}
+        for name in ("cube", "identity", "mean", "ridge", "linear", "mlp"):
+            assert points[name] == pytest.approx((metrics[name][split]["cosine"], metrics[name][split]["mrr"]),
+                                                 abs=6e-5), (split, name)
+        assert points["blend@0"] == pytest.approx(points["ridge"], abs=1e-5)
+        assert points["blend@1"] == pytest.approx(points["identity"], abs=1e-5)
+        assert points["blend@0"] != pytest.approx(points["blend@1"], abs=0.05)  # so the two checks can tell them apart
+
+
+def test_the_frontier_report_is_the_pareto_verdict_on_the_baselines_points(evaluated):
+    """Per split, against the baselines' points (the cube is not one of them): who dominates the
+    cube, the frontier and the margin, worked out here from their definitions."""
+    metrics, curves, _ = evaluated
+    for split in ("val", "test"):
+        points = dict(curves["frontier"]["points"][split])
+        cube = points.pop("cube")
         report = metrics["frontier"][split]
-        assert set(curves["frontier"]["points"][split]) == {"cube", "identity", "mean", "ridge", "linear", "mlp",
-                                                            "blend@0", "blend@0.5", "blend@1",
-                                                            *(f"shift@{k / 10:g}" for k in range(41))}
-        cube = (metrics["cube"][split]["cosine"], metrics["cube"][split]["mrr"])
-        assert (report["cube"]["cosine"], report["cube"]["mrr"]) == cube
-        assert report["dominated"] == (report["margin"] < 0 or bool(report["dominated_by"]))
+        assert set(points) == {"identity", "mean", "ridge", "linear", "mlp", "blend@0", "blend@0.5", "blend@1",
+                               *(f"shift@{k / 10:g}" for k in range(41))}
+        assert (report["cube"]["cosine"], report["cube"]["mrr"]) == (round(cube[0], 4), round(cube[1], 4))
+        beaten_by = [n for n, (c, m) in points.items() if c >= cube[0] and m >= cube[1] and (c, m) != cube]
+        assert report["dominated_by"] == beaten_by and report["dominated"] is bool(beaten_by)
+        assert report["margin"] == pytest.approx(min(max(cube[0] - c, cube[1] - m) for c, m in points.values()),
+                                                 abs=6e-5)
+        front = [n for n, (c, m) in points.items()
+                 if not any(c2 >= c and m2 >= m and (c2, m2) != (c, m) for c2, m2 in points.values())]
+        assert sorted(report["frontier"]) == sorted(front)
+
+
+def test_the_intervals_are_of_the_report_split_against_the_best_baseline(evaluated):
+    """The interval's point value (from per-row arrays) is the difference of the summary metrics
+    (from ranks); its pairing is tested on hand-made rows in tests/test_bootstrap.py."""
+    metrics, _, _ = evaluated
     confidence = metrics["confidence"]
     assert confidence["split"] == "test" and confidence["resamples"] == 200
     for m in ("cosine", "mrr", "recall@1"):
-        entry = confidence[m]
-        assert entry["baseline"] == metrics["setup"]["best_baseline"][m]
-        assert entry["value"] == pytest.approx(metrics["cube_vs_best_baseline"]["test"][m], abs=2e-4)
+        entry, best = confidence[m], metrics["setup"]["best_baseline"][m]
+        assert entry["baseline"] == best
+        assert entry["value"] == pytest.approx(metrics["cube"]["test"][m] - metrics[best]["test"][m], abs=2e-4)
+        assert metrics["cube_vs_best_baseline"]["test"][m] == pytest.approx(entry["value"], abs=2e-4)
         assert entry["low"] <= entry["value"] <= entry["high"]
     assert confidence["frontier_margin"]["value"] == pytest.approx(metrics["frontier"]["test"]["margin"], abs=2e-4)
 
@@ -179,13 +229,37 @@ def test_dvc_recall_plot_draws_every_model(repo_root):
     assert columns == list(MODELS)
 
 
-def test_the_blend_weight_is_chosen_on_val(evaluated):
-    metrics, curves, _ = evaluated
+def test_the_best_baseline_per_metric_is_chosen_on_val_not_on_the_report_split(report_differs):
+    metrics, _ = report_differs
+    on = {split: {m: max(BASELINES, key=lambda b: metrics[b][split][m]) for m in HEADLINE} for split in ("val", "test")}
+    assert on["test"]["cosine"] == "identity" != on["val"]["cosine"]  # the data can tell the two apart
+    assert metrics["setup"]["best_baseline"] == on["val"]
+    assert metrics["confidence"]["cosine"]["baseline"] == on["val"]["cosine"]
+    cosine = on["val"]["cosine"]
+    assert metrics["cube_vs_best_baseline"]["test"]["cosine"] == pytest.approx(
+        metrics["cube"]["test"]["cosine"] - metrics[cosine]["test"]["cosine"], abs=2e-4)
+
+
+def test_the_blend_weight_is_chosen_on_val_not_on_the_report_split(report_differs):
+    """The blend with the best val cosine + MRR (blend@0 here); test would pick blend@1."""
+    metrics, curves = report_differs
     points = curves["frontier"]["points"]
-    score = {a: sum(points["val"][f"blend@{a:g}"]) for a in (0.0, 0.5, 1.0)}
-    assert score[metrics["setup"]["blend_weight"]] == pytest.approx(max(score.values()), abs=1e-9)
-    chosen = points["test"][f"blend@{metrics['setup']['blend_weight']:g}"]
-    assert (metrics["blend"]["test"]["cosine"], metrics["blend"]["test"]["mrr"]) == pytest.approx(chosen, abs=5e-5)
+    on = {split: max((0.0, 0.5, 1.0), key=lambda a: sum(points[split][f"blend@{a:g}"])) for split in ("val", "test")}
+    assert on == {"val": 0.0, "test": 1.0}
+    assert metrics["setup"]["blend_weight"] == on["val"]
+    for split in ("val", "test"):  # and the `blend` model is that blend on every split
+        assert (metrics["blend"][split]["cosine"], metrics["blend"][split]["mrr"]) == pytest.approx(
+            points[split][f"blend@{on['val']:g}"], abs=6e-5)
+
+
+def test_recall_at_k_is_trivial_from_k_equal_to_the_distinct_answers(report_differs):
+    """Val has 12 distinct answers, test 6 (in 7 rows): recall@12 and recall@6 are 1 there."""
+    metrics, _ = report_differs
+    assert metrics["cube"]["test"]["candidates"] == 6 and metrics["setup"]["test_rows"] == 7
+    assert metrics["setup"]["trivial_recall"] == {
+        "val": {"recall@1": False, "recall@6": False, "recall@12": True},
+        "test": {"recall@1": False, "recall@6": True, "recall@12": True}}
+    assert all(metrics[name]["test"]["recall@6"] == 1.0 for name in MODELS)
 
 
 def test_the_frontier_points_are_plot_data_not_metrics(evaluated, tmp_path):

@@ -79,6 +79,25 @@ def test_requirements_that_fail_say_by_how_much(text, res, expected):
     assert expected in check(text, res)
 
 
+def test_a_cube_on_the_frontier_does_not_beat_it():
+    """Equal to ridge (and blend): margin exactly 0, not dominated, and not beyond the frontier."""
+    res = results(cube=(0.55, 0.75))
+    assert res["frontier"]["test"]["margin"] == 0 and check("not_dominated", res) is None
+    assert check("beats: frontier", res) == "the cube's frontier margin is 0.0000 (needs > 0)"
+
+
+def test_an_interval_reaching_down_to_0_is_not_beyond_noise():
+    assert "(95 % interval 0.0000 to 0.1000)" in check("beats: frontier beyond noise", results(frontier_low=0.0))
+    res = results()
+    res["confidence"]["cosine"]["low"] = 0.0
+    assert "95 % interval 0.0000 to 0.0400 (not above 0)" in check("beats: best on cosine beyond noise", res)
+
+
+@pytest.mark.parametrize("metric", ["bleu", "rouge_l", "recall@1"])
+def test_best_takes_any_headline_metric(metric):
+    assert parse(f"beats: best on {metric}", [1, 5]).metrics == (metric,)
+
+
 def test_enforce_names_every_failed_entry_and_the_split_on_one_line():
     res = results(cube=(0.54, 0.70))
     enforce([], [1], res)  # off by default
