@@ -51,10 +51,12 @@ def params_yaml(repo_root):
     return leaves(yaml.safe_load((repo_root / "params.yaml").read_text(encoding="utf-8")))
 
 
-def test_params_yaml_sets_every_param_to_its_default(repo_root, params_yaml):
-    """`Params()` (what code and tests get) and the committed params.yaml cannot drift."""
+def test_params_yaml_names_every_param(repo_root, params_yaml):
+    """The committed params.yaml lists every param of the schema (so `dvc exp run -S` and
+    `dvc params diff` see them all) and is valid; its values are the user's to tune: a promoted
+    experiment (`dvc exp apply` + commit) must leave the tests green."""
     assert set(params_yaml) == set(leaves(as_dict(Params())))
-    assert load_params(repo_root / "params.yaml") == Params()
+    load_params(repo_root / "params.yaml")
 
 
 def test_every_param_has_one_readme_row_and_every_row_a_param(params_yaml, documented):
