@@ -143,10 +143,8 @@ class Teacher:
     def unknown_tokens(self, text: str) -> tuple[int, int]:
         """``(unknown, all)``: how many of ``text``'s tokens the tokenizer could only map to its
         unknown token, and how many tokens it has (special tokens not counted)."""
-        if self._tokenizer is None:
-            self._load()
-        ids = self._tokenizer(text, truncation=False, add_special_tokens=False, verbose=False)["input_ids"]
-        unk = self._tokenizer.unk_token_id
+        ids = self.tokenizer(text, truncation=False, add_special_tokens=False, verbose=False)["input_ids"]
+        unk = self.tokenizer.unk_token_id
         return sum(i == unk for i in ids) if unk is not None else 0, len(ids)
 
     def embed(self, texts: list[str], progress: bool = True) -> np.ndarray:

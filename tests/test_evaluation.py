@@ -177,7 +177,11 @@ def test_the_frontier_points_are_the_models_metrics(evaluated):
     metrics, curves, _ = evaluated
     for split in ("val", "test"):
         points = curves["frontier"]["points"][split]
-        assert set(points) == {"cube", "identity", "mean", "ridge", "linear", "mlp", "blend@0", "blend@0.5", "blend@1"}
+        assert set(points) == {"cube", "identity", "mean", "ridge", "linear", "mlp", "blend@0", "blend@0.5", "blend@1",
+                               *(f"shift@{k / 10:g}" for k in range(41))}
+        assert points["shift@0"] == pytest.approx(points["identity"], abs=1e-5)  # x + 0 * mean is the input
+        shift = f"shift@{metrics['setup']['shift_weight']:g}"
+        assert points[shift] == pytest.approx((metrics["shift"][split]["cosine"], metrics["shift"][split]["mrr"]), abs=6e-5)
         for name in ("cube", "identity", "mean", "ridge", "linear", "mlp"):
             assert points[name] == pytest.approx((metrics[name][split]["cosine"], metrics[name][split]["mrr"]),
                                                  abs=6e-5), (split, name)
