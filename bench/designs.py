@@ -43,6 +43,7 @@ from cubecore.anatomy import lattice_steps  # noqa: E402
 from cubecore.bootstrap import interval, resample_means  # noqa: E402
 from cubecore.config import load_params  # noqa: E402
 from cubecore.evaluation import evaluate, per_row  # noqa: E402
+from cubecore.lineup import BASELINES  # noqa: E402
 from cubecore.modes import get_mode  # noqa: E402
 from cubecore.trainer import predict  # noqa: E402
 from cubecore.training import load_model, load_split, train  # noqa: E402
@@ -191,6 +192,8 @@ def main() -> None:
             "dominated": frontier["dominated"], "dominated_by": frontier["dominated_by"][:5],
             "cube_vs_best_baseline": metrics["cube_vs_best_baseline"][report],
             "best_baseline": metrics["setup"]["best_baseline"],
+            "baselines": {name: {m: metrics[name][report][m] for m in METRICS} for name in BASELINES},
+            "mlp_parameters": metrics["setup"]["mlp_parameters"],
             "affine_r2_limit": params.evaluate.affine_r2_limit, "seed": seed, "resamples": resamples,
         }
         results[name] = row
