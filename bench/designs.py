@@ -21,15 +21,9 @@ its interval, dominated or not; cube minus the best baseline per metric. A desig
 goal when its trivial R² <= ``evaluate.affine_r2_limit``, the lattice off and the twin are both
 worse beyond noise (some metric's interval above 0, neither below), and it is not dominated.
 
-Result on the default data (main 72a1924's split: 18,316 train / 2,279 test rows; 10 epochs,
-seed 42; ``python bench/designs.py --design cube.update=bilinear --design cube.placement=projected
---design cube.placement=rotated --work /tmp/designs/full --out /tmp/designs/full.json``): no design
-meets the goal. ``bilinear`` stays affine (trivial R² 0.9915, as the default's 0.9887);
-``projected`` (trivial R² 0.767) and ``rotated`` (0.656) are no longer ``alpha*x + c`` but are
-still affine (general R² 0.990 / 0.980); ``projected``'s twin does the same without the lattice
-(cube − twin -0.0005 / +0.0002 cosine / MRR), ``rotated``'s lattice trades MRR for cosine against
-its twin (+0.0020 / -0.0065); every one is dominated (margins -0.0051, -0.0005 [-0.0035, +0.0008],
--0.0080), and a 152K-parameter MLP lands on the same frontier (0.3539 / 0.1470).
+The committed study: ``docs/results/designs-default.json`` (written by ``--out``) and
+``docs/designs-default.md``, generated from it by ``--from docs/results/designs-default.json
+--markdown docs/designs-default.md`` (tests/test_designs_doc.py regenerates and compares it).
 """
 from __future__ import annotations
 
@@ -58,7 +52,7 @@ from cubecore.modes import get_mode  # noqa: E402
 from cubecore.trainer import predict  # noqa: E402
 from cubecore.training import load_model, load_split, train  # noqa: E402
 
-MAIN = Path("/work/main")
+ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("cosine", "mrr")
 IRRELEVANT_AT_ZERO_STEPS = ("cube.update",)  # no rule runs: a twin differing only here is the same run
 
@@ -142,16 +136,25 @@ def fmt_delta(delta: dict | None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", type=Path, default=MAIN / "params.yaml")
-    parser.add_argument("--data", type=Path, default=MAIN / "data" / "extract")
-    parser.add_argument("--split", type=Path, default=MAIN / "data" / "split")
+    parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    parser.add_argument("--data", type=Path, default=ROOT / "data" / "extract")
+    parser.add_argument("--split", type=Path, default=ROOT / "data" / "split")
     parser.add_argument("--set", action="append", default=[], help="key=value[,key=value] for every run")
     parser.add_argument("--design", action="append", default=[], help="one design: key=value[,key=value]")
     parser.add_argument("--no-default", action="store_true", help="skip the default cube (and its twin)")
     parser.add_argument("--no-twins", action="store_true", help="skip the cube.steps=0 twins")
     parser.add_argument("--work", type=Path, default=None, help="models and checkpoints (default: a temp dir)")
-    parser.add_argument("--out", type=Path, required=True, help="JSON file for the rows")
+    parser.add_argument("--out", type=Path, help="JSON file for the rows")
+    parser.add_argument("--from", dest="source", type=Path, help="no training: read the rows of an earlier --out")
+    parser.add_argument("--markdown", type=Path, help="also write the table as a Markdown page")
     args = parser.parse_args()
+    if args.source:
+        study = json.loads(args.source.read_text(encoding="utf-8"))
+        page = markdown(study, f"python bench/designs.py --from {args.source}")
+        args.markdown.write_text(page, encoding="utf-8") if args.markdown else print(page)
+        return
+    if not args.out:
+        parser.error("--out is required unless --from is given")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(1)
     work = args.work or Path(tempfile.mkdtemp(prefix="designs-"))
@@ -220,25 +223,40 @@ def main() -> None:
         row["meets_goal"] = bool(row["trivial_r2"] <= row["affine_r2_limit"] and row["lattice_off_worse"]
                                  and row["twin_worse"] and not row["dominated"])
 
+    study = {"shared": {k: v for k, v in shared.items() if k != "train.checkpoint_dir"},
+             "designs": args.design, "rows": list(results.values())}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"shared": shared, "params": str(args.params), "rows": list(results.values())},
-                                   indent=1) + "\n", encoding="utf-8")
+    args.out.write_text(json.dumps(study, indent=1) + "\n", encoding="utf-8")
+    page = markdown(study, " ".join(["python bench/designs.py", *sys.argv[1:]]))
+    args.markdown.write_text(page, encoding="utf-8") if args.markdown else print(page)
+
+
+def markdown(study: dict, command: str) -> str:
+    """The study as a Markdown page: one row per run, on the report split."""
     header = ("| run | params | trivial R² | general R² | cube cos / MRR | lattice off cos / MRR | "
               "cube − lattice off (cos / MRR) [95 % CI] | cube − twin (cos / MRR) [95 % CI] | "
               "frontier margin [95 % CI] | dominated | cube − best baseline (cos / MRR / R@1) | goal |")
-    print("\n" + header)
-    print("|" + "---|" * header.count(" | ") + "---|")
-    for row in results.values():
+    lines = ["# Cube designs against their anatomy (default data)", "",
+             "The rows come from `python bench/designs.py "
+             + " ".join(f"--design {d}" for d in study["designs"]) + " --out <file>` on the default data "
+             f"(`make repro`'s `data/`). Generated by `{command}`; do not edit by hand. Each design trained with the shared "
+             f"overrides {study['shared']} beside its `cube.steps: 0` twin; figures on the test split, "
+             "intervals from the paired bootstrap. A design meets the goal when its trivial R² is at "
+             "most `evaluate.affine_r2_limit`, its lattice switched off and its twin are both worse "
+             "beyond noise, and it is not dominated.", "", header, "|" + "---|" * (header.count(" | ") + 1)]
+    for row in study["rows"]:
         fm, vs = row["frontier_margin"], row["cube_vs_best_baseline"]
-        print(f"| {row['run']} | {row['parameters']:,} | {row['trivial_r2']:.4f} | {row['general_r2']:.4f} | "
-              f"{row['cube']['cosine']:.4f} / {row['cube']['mrr']:.4f} | "
-              f"{row['lattice_off']['cosine']:.4f} / {row['lattice_off']['mrr']:.4f} | "
-              f"{fmt_delta(row['cube_minus_lattice_off'])} | {fmt_delta(row['cube_minus_twin'])} | "
-              f"{fm['value']:+.4f} [{fm['low']:+.4f}, {fm['high']:+.4f}] | {'yes' if row['dominated'] else 'no'} | "
-              f"{vs['cosine']:+.4f} / {vs['mrr']:+.4f} / {vs['recall@1']:+.4f} | "
-              f"{'MET' if row['meets_goal'] else 'no'} |")
-    print(f"\nrows written to {args.out}")
-
+        lines.append(f"| {row['run']} | {row['parameters']:,} | {row['trivial_r2']:.4f} | {row['general_r2']:.4f} | "
+                     f"{row['cube']['cosine']:.4f} / {row['cube']['mrr']:.4f} | "
+                     f"{row['lattice_off']['cosine']:.4f} / {row['lattice_off']['mrr']:.4f} | "
+                     f"{fmt_delta(row['cube_minus_lattice_off'])} | {fmt_delta(row['cube_minus_twin'])} | "
+                     f"{fm['value']:+.4f} [{fm['low']:+.4f}, {fm['high']:+.4f}] | "
+                     f"{'yes' if row['dominated'] else 'no'} | "
+                     f"{vs['cosine']:+.4f} / {vs['mrr']:+.4f} / {vs['recall@1']:+.4f} | "
+                     f"{'MET' if row['meets_goal'] else 'no'} |")
+    met = [row["run"] for row in study["rows"] if row["meets_goal"]]
+    lines += ["", f"Designs that meet the goal: {', '.join(met)}." if met else "No design meets the goal."]
+    return "\n".join(lines) + "\n"
 
 if __name__ == "__main__":
     main()

@@ -32,11 +32,12 @@ def file_identity(path: str, param: str) -> dict:
 
 
 def check_lattice(params: Params) -> None:
-    """``placement: reshape`` lays the teacher's dims on the lattice: its volume must be that dim."""
+    """A placement that lays the teacher's dims on the lattice one per cell (all but ``learned`` and
+    ``learned_skip``) needs a lattice whose volume is that dim."""
     cube = params.cube
     dim = teacher_dim(resolve_model_dir(params.teacher.model))
     volume = math.prod(cube.lattice)
-    if cube.placement == "reshape" and dim is not None and volume != dim:
+    if cube.placement not in ("learned", "learned_skip") and dim is not None and volume != dim:
         raise CubecoreError(f"cube.lattice: {cube.lattice} holds {volume} cells but the teacher's dimension is "
                             f"{dim}; use a lattice of volume {dim} or cube.placement: learned")
 

@@ -79,6 +79,7 @@ def test_local_teacher_directory_by_content(tmp_path):
 
 
 @pytest.mark.parametrize("lattice, placement, fails", [([8, 8, 7], "reshape", True), ([8, 8, 6], "reshape", False),
+                                                       ([8, 8, 7], "projected", True),
                                                        ([8, 8, 7], "learned", False)])
 def test_check_refuses_a_lattice_that_cannot_hold_the_teacher(tmp_path, lattice, placement, fails):
     path = tmp_path / "params.yaml"
