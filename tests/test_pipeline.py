@@ -109,7 +109,7 @@ def test_make_repro_from_a_plain_shell_then_noop_force_and_review(project):
 
     run("git", "add", "-A")
     run("git", "commit", "-qm", "baseline run")
-    for key, value, stale in (("evaluate.recall_at", [1, 3], ["evaluate"]), ("train.threads", 1, []),
+    for key, value, stale in (("evaluate.recall_at", [1, 3], ["ceiling", "evaluate"]), ("train.threads", 1, []),
                               ("train.target_cosine", 0.5, ["train"])):
         assert stages_after_setting(root, run, key, value) == stale, key
     curves = {Path(p).stem for p in json.loads(run("dvc", "plots", "show", "--json"))["data"]}
