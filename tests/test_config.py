@@ -170,9 +170,10 @@ def test_params_yaml_is_in_the_style_dvc_writes(repo_root, tmp_path):
 
     copy = tmp_path / "params.yaml"
     copy.write_bytes((repo_root / "params.yaml").read_bytes())
-    apply_overrides(copy, ["train.lr=0.001"])
+    lr = 2 * load_params(copy).train.lr  # a value the file does not hold, whatever it was tuned to
+    apply_overrides(copy, [f"train.lr={lr}"])
     before = (repo_root / "params.yaml").read_text().splitlines()
     after = copy.read_text().splitlines()
     assert len(before) == len(after)
     changed = [(a, b) for a, b in zip(before, after) if a != b]
-    assert [b.split("#")[0].strip() for _, b in changed] == ["lr: 0.001"]
+    assert [b.split("#")[0].strip() for _, b in changed] == [f"lr: {lr}"]
