@@ -17,7 +17,10 @@ the best baseline per metric. ``eval.json`` also holds:
 - ``confidence``: paired-bootstrap 95 % intervals, on the report split, of cube minus best
   baseline for cosine, MRR and Recall@1, and of the frontier margin;
 - ``setup.trivial_recall_at``: per split, the cut-offs k with k >= candidates (Recall@k = 1
-  for every model there, so it says nothing).
+  for every model there, so it says nothing);
+- ``anatomy``: what the cube computes, against its affine fits and with its lattice switched off
+  (``cubecore.anatomy``). ``shift`` (``x + b * mean answer``, ``b`` chosen on val like the blend
+  weight) is the cube's trivial class among the baselines, every ``shift@b`` a frontier point.
 """
 from __future__ import annotations
 
