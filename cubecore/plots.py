@@ -141,6 +141,8 @@ def recall_at_k(recall: dict[str, np.ndarray], png: Path, csv_path: Path, title:
     for name in drawing_order(recall, highlight):
         ax.plot(ks, recall[name], label=name, **style[name])
     ax.set_xscale("log")
+    ticks = [k for k in (1, 2, 5, 10, 20, 50, 100, 200, 500) if k <= ks[-1]]
+    ax.set_xticks(ticks, [str(k) for k in ticks])  # read k off the axis, not 10^0 and 10^1 alone
     ax.set_xlabel("k (log scale)")
     ax.set_ylabel("Recall@k (true target in top k)")
     ax.set_title(title)

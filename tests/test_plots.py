@@ -77,6 +77,8 @@ def test_recall_and_histogram_draw_the_cube_last_and_list_it_first(tmp_path):
     assert ax.get_lines()[-1].get_linewidth() > max(line.get_linewidth() for line in ax.get_lines()[:-1])
     assert legend_labels(ax)[0] == "cube" and sorted(legend_labels(ax)) == sorted(MODELS)
     assert (tmp_path / "recall.csv").read_text().splitlines()[0] == ",".join(["k", *MODELS])
+    fig.canvas.draw()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "5", "10", "20", "50"]  # k readable
 
     cosines = {n: rng.uniform(-0.1, 0.9, 200) for n in MODELS}
     fig = plots.cosine_histogram(cosines, tmp_path / "hist.png", "t")
