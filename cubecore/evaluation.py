@@ -209,8 +209,8 @@ def evaluate(params: Params, data_dir: str | Path, split_dir: str | Path, model_
         rows = splits[split]
         values[split] = {**blend_rows(family, rows), **shift_rows(shifts, rows)}
         if split == "val":
-            models["blend"] = family[chosen_on_val(values["val"], family)]
-            models["shift"] = shifts[chosen_on_val(values["val"], shifts)]
+            chosen_blend = chosen_on_val(values["val"], family)
+            models["blend"], models["shift"] = family[chosen_blend], shifts[chosen_on_val(values["val"], shifts)]
         candidates = len(np.unique(rows.target_ids))
         for name in MODELS:
             metrics[name][split], values[split][name] = score(predict(models[name], rows.inputs), rows, bank,
@@ -243,7 +243,7 @@ def evaluate(params: Params, data_dir: str | Path, split_dir: str | Path, model_
                         **split_fingerprints(split_dir, data.texts, evaluated)}
     curves = {"cosine": {n: values["val"][n]["cosine"] for n in MODELS},
               "recall": {n: recall_curve(values["val"][n]["rank"]) for n in MODELS},
-              "frontier": {"split": report, "blend": list(family), "chosen": f"blend@{models['blend'].a:g}",
+              "frontier": {"split": report, "blend": list(family), "chosen": chosen_blend,
                            "shift": list(shifts), "points": scatter, **metrics["frontier"][report]},
               "anatomy": anatomy_plot}
     log.info("evaluate (%s): %s", report, {n: metrics[n][report] for n in MODELS})
