@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cubecore.artifacts import write_json
+from cubecore.core.artifacts import write_json
 
 KERNELS = {  # name: environment of the process that embeds
     "this CPU (default kernels)": {},
@@ -35,10 +35,10 @@ def embed(texts: int, precision: str, out: Path) -> None:
     """The child process: embed the first ``texts`` distinct chitchat texts, save them to ``out``."""
     import torch
 
-    from cubecore.config import TeacherParams
-    from cubecore.corpora import chitchat_corpus
-    from cubecore.extraction import index_texts
-    from cubecore.teacher import Teacher
+    from cubecore.core.config import TeacherParams
+    from cubecore.data.corpora import chitchat_corpus
+    from cubecore.data.extraction import index_texts
+    from cubecore.data.teacher import Teacher
 
     torch.set_num_threads(1)
     distinct, _ = index_texts(chitchat_corpus().pairs)

@@ -4,7 +4,7 @@ cube and each one's lattice-free twin (``cube.steps: 0``), and print what the an
     python bench/designs.py --design cube.update=bilinear --design cube.placement=projected \\
         --set train.epochs=3 --out /tmp/designs/screen.json
 
-Every run is ``cubecore.training.train`` then ``cubecore.evaluation.evaluate`` on the pipeline's
+Every run is ``cubecore.training.run.train`` then ``cubecore.evaluation.run.evaluate`` on the pipeline's
 data (``--data``, ``--split``: read only), with ``--params`` (default: /work/main/params.yaml),
 then the ``--set`` overrides shared by every run, then the design's own (a design is one or
 more comma-separated ``key=value``; values are YAML). Runs: the default, each design, and the
@@ -43,14 +43,14 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cubecore.anatomy import lattice_steps  # noqa: E402
-from cubecore.bootstrap import interval, resample_means  # noqa: E402
-from cubecore.config import load_params  # noqa: E402
-from cubecore.evaluation import evaluate, per_row  # noqa: E402
-from cubecore.lineup import BASELINES  # noqa: E402
-from cubecore.modes import get_mode  # noqa: E402
-from cubecore.trainer import predict  # noqa: E402
-from cubecore.training import load_model, load_split, train  # noqa: E402
+from cubecore.evaluation.anatomy import lattice_steps  # noqa: E402
+from cubecore.evaluation.bootstrap import interval, resample_means  # noqa: E402
+from cubecore.core.config import load_params  # noqa: E402
+from cubecore.evaluation.run import evaluate, per_row  # noqa: E402
+from cubecore.core.lineup import BASELINES  # noqa: E402
+from cubecore.training.modes import get_mode  # noqa: E402
+from cubecore.training.loop import predict  # noqa: E402
+from cubecore.training.run import load_model, load_split, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("cosine", "mrr")

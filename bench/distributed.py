@@ -21,11 +21,11 @@ from pathlib import Path
 
 import yaml
 
-from cubecore.config import load_params
-from cubecore.metrics import prediction_scores
-from cubecore.modes import get_mode
-from cubecore.trainer import predict
-from cubecore.training import load_model, load_split
+from cubecore.core.config import load_params
+from cubecore.evaluation.scoring import prediction_scores
+from cubecore.training.modes import get_mode
+from cubecore.training.loop import predict
+from cubecore.training.run import load_model, load_split
 
 FIGURES = ("cosine", "mrr", "recall@1")
 

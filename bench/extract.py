@@ -4,7 +4,7 @@ Compared, in one run on one machine, for the first N adjacent pairs of the chitc
 
 - baseline:  ``SentenceTransformer(<packaged MiniLM>).encode`` on every pair's question and
              answer (2N texts, duplicates included: what a user would otherwise write);
-- ours cold: ``cubecore.extraction.embed_with_cache`` on the distinct texts (collected as
+- ours cold: ``cubecore.data.extraction.embed_with_cache`` on the distinct texts (collected as
              ``extract`` does) with the default teacher and a fresh, empty cache;
 - ours warm: the same call with a new cache instance on the same directory (all hits; the
              index load is inside the timer);
@@ -29,12 +29,12 @@ import time
 import numpy as np
 import torch
 
-from cubecore.artifacts import write_json
-from cubecore.config import TeacherParams
-from cubecore.corpora import chitchat_corpus
-from cubecore.embcache import EmbeddingCache
-from cubecore.extraction import embed_with_cache, index_texts
-from cubecore.teacher import Teacher, resolve_model_dir
+from cubecore.core.artifacts import write_json
+from cubecore.core.config import TeacherParams
+from cubecore.data.corpora import chitchat_corpus
+from cubecore.data.embcache import EmbeddingCache
+from cubecore.data.extraction import embed_with_cache, index_texts
+from cubecore.data.teacher import Teacher, resolve_model_dir
 
 log = logging.getLogger("bench.extract")
 MIN_COSINE = 0.999

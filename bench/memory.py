@@ -42,7 +42,8 @@ def resident_file_kb() -> int:
 
 def batch_reads(root: Path, batches: int, batch_size: int) -> dict:
     """Microseconds per batch of question + answer rows, and resident file pages grown, per reader."""
-    from cubecore import artifacts, rows
+    from cubecore.core import artifacts
+    from cubecore.data import rows
 
     pairs = artifacts.read_pairs(root / "data/split/train.tsv")
     matrix = artifacts.read_embeddings(root / "data/extract/embeddings.npy")
@@ -70,9 +71,9 @@ def batch_reads(root: Path, batches: int, batch_size: int) -> dict:
 
 def evaluate_child(root: Path, steady: bool) -> dict:
     """Run in a fresh process: ``evaluate`` on the project, with or without the steady heap."""
-    from cubecore.config import load_params
-    from cubecore.evaluation import evaluate
-    from cubecore.stage import steady_heap
+    from cubecore.core.config import load_params
+    from cubecore.evaluation.run import evaluate
+    from cubecore.core.stage import steady_heap
 
     if steady:
         steady_heap()
@@ -87,9 +88,9 @@ def train_child(root: Path, steady: bool, steps: int = 100) -> dict:
     sys.path.insert(0, str(ROOT / "bench"))
     from train import rate, training_step
 
-    from cubecore.config import load_params
-    from cubecore.cube import CubicCore
-    from cubecore.stage import steady_heap
+    from cubecore.core.config import load_params
+    from cubecore.model.cube import CubicCore
+    from cubecore.core.stage import steady_heap
 
     if steady:
         steady_heap()
@@ -119,7 +120,7 @@ def main() -> None:
         run = train_child if args.child.startswith("train-") else evaluate_child
         print(json.dumps(run(root, args.child.endswith("steady"))))
         return
-    from cubecore.config import load_params
+    from cubecore.core.config import load_params
 
     params = load_params(root / "params.yaml")
     torch.set_num_threads(params.train.threads or torch.get_num_threads())

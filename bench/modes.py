@@ -18,9 +18,9 @@ from pathlib import Path
 
 import yaml
 
-from cubecore.config import load_params
-from cubecore.evaluation import evaluate
-from cubecore.training import pretrain, train
+from cubecore.core.config import load_params
+from cubecore.evaluation.run import evaluate
+from cubecore.training.run import pretrain, train
 
 CONFIGS = {
     "dialogue": {},

@@ -7,7 +7,7 @@
     .venv/bin/python bench/mutants.py --only bootstrap --tests tests/test_bootstrap.py  # one file's kills
 
 Each mutant below is one small, named change to one of the modules that score models
-(cubecore/evaluation.py, baselines.py, metrics.py, frontier.py, bootstrap.py, gates.py),
+(cubecore/evaluation/run.py, baselines.py, metrics.py, frontier.py, bootstrap.py, gates.py),
 made by exact string replacement. The repository's files (``git ls-files``: tracked and
 untracked but not ignored, so new tests count before they are committed) are copied into a
 temporary directory once per worker; each mutant is applied there, the fast test files in

@@ -17,13 +17,13 @@ import time
 
 import torch
 
-from cubecore.baselines import LinearMap
-from cubecore.config import load_params
-from cubecore.cube import CubicCore
-from cubecore.modes import get_mode
-from cubecore.tasks import TaskData
-from cubecore.trainer import Trainer, seed_everything
-from cubecore.training import load_split
+from cubecore.evaluation.baselines import LinearMap
+from cubecore.core.config import load_params
+from cubecore.model.cube import CubicCore
+from cubecore.training.modes import get_mode
+from cubecore.training.pairings import TaskData
+from cubecore.training.loop import Trainer, seed_everything
+from cubecore.training.run import load_split
 
 
 def main() -> None:

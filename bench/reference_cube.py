@@ -1,4 +1,4 @@
-"""The cube's original formulation, kept as the reference for the fast kernel in cubecore/cube.py.
+"""The cube's original formulation, kept as the reference for the fast kernel in cubecore/model/cube.py.
 
 It computes the same function from the same parameters the way the first version did:
 channels-first ``[B, C, X, Y, Z]``, perception as a dense 3x3x3 convolution whose kernel is
@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cubecore.cube import CellRule, CubicCore, ProjectedPlacement
+from cubecore.model.cube import CellRule, CubicCore, ProjectedPlacement
 
 
 def _pointwise(field: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Benchmark: time and peak memory of filter, split, train and evaluate as the corpus grows.
 
 For each size, a synthetic corpus of random unit vectors (dim 384) is written in the
-project's own formats (``cubecore.artifacts``) into a temp dir: conversations of 11 texts,
+project's own formats (``cubecore.core.artifacts``) into a temp dir: conversations of 11 texts,
 each text a random step from the one before (adjacent cosine about 0.78, so the filter keeps
 them), 10 pairs per conversation, 1.1 texts per pair. Then each stage runs in a fresh
 subprocess on the real library functions:
@@ -46,7 +46,7 @@ STAGES = ("filter", "split", "train", "evaluate")
 
 def generate(work: Path, pairs: int, seed: int = 0) -> None:
     """Write ``data/`` (texts, embeddings, pairs, teacher) for ``pairs`` pairs."""
-    from cubecore import artifacts
+    from cubecore.core import artifacts
 
     conversations = -(-pairs // (TURNS - 1))
     rng = np.random.default_rng(seed)
@@ -69,7 +69,7 @@ def generate(work: Path, pairs: int, seed: int = 0) -> None:
 
 
 def params(work: Path):
-    from cubecore.config import load_params
+    from cubecore.core.config import load_params
 
     p = load_params(ROOT / "params.yaml")
     p.train.epochs, p.train.resume, p.train.checkpoint_dir = 1, False, str(work / "checkpoints")
@@ -84,26 +84,26 @@ def run_stage(stage: str, work: Path, max_steps: int, queries: int) -> dict:
     if stage == "generate":
         raise AssertionError("generate runs via --generate")
     if stage == "filter":
-        from cubecore.filtering import filter_pairs
+        from cubecore.data.filtering import filter_pairs
 
         return filter_pairs(work / "data", work / "filtered", p.filter)["filter"]
     if stage == "split":
-        from cubecore.splitting import split_pairs
+        from cubecore.data.splitting import split_pairs
 
         metrics = split_pairs(work / "filtered", work / "data" / "texts.jsonl", work / "split", p.split,
                               p.base.seed)["split"]
         return {k: metrics[k] for k in ("train", "val", "test")}
-    from cubecore.modes import get_mode
-    from cubecore.training import load_split
+    from cubecore.training.modes import get_mode
+    from cubecore.training.run import load_split
 
     pairing = get_mode(p.train.mode).pairing
 
     if stage == "train":
-        from cubecore.config import as_dict
-        from cubecore.cube import CubicCore
-        from cubecore.rows import MappedRows
-        from cubecore.tasks import TaskData
-        from cubecore.trainer import Trainer, run_key, seed_everything
+        from cubecore.core.config import as_dict
+        from cubecore.model.cube import CubicCore
+        from cubecore.data.rows import MappedRows
+        from cubecore.training.pairings import TaskData
+        from cubecore.training.loop import Trainer, run_key, seed_everything
 
         data, splits = load_split(work / "data", work / "split", pairing, p.train.autoencoder.noise,
                                   p.base.seed, ("train", "val"))
@@ -118,11 +118,11 @@ def run_stage(stage: str, work: Path, max_steps: int, queries: int) -> dict:
         return {"train_rows": len(train), "trained_rows": len(capped), "val_rows": len(val),
                 "val_cosine": round(summary["val_cosine"], 4)}
     if stage == "evaluate":
-        from cubecore.baselines import fit_ridge
-        from cubecore.evaluation import AnswerBank
-        from cubecore.metrics import target_ranks
-        from cubecore.stage import steady_heap
-        from cubecore.trainer import predict
+        from cubecore.evaluation.baselines import fit_ridge
+        from cubecore.evaluation.run import AnswerBank
+        from cubecore.evaluation.scoring import target_ranks
+        from cubecore.core.stage import steady_heap
+        from cubecore.training.loop import predict
 
         steady_heap()  # as the evaluate stage does
         data, splits = load_split(work / "data", work / "split", pairing, p.train.autoencoder.noise,

@@ -4,7 +4,7 @@ In one run, in interleaved rounds (the machine is shared, so each figure is the 
 rounds and the ratios compare figures measured minutes apart, under the same load):
 - the cube's training throughput (samples/s of forward + backward + AdamW step, params.yaml's
   cube and batch size) with the original conv formulation (bench/reference_cube.py, "before")
-  and with the fast kernel in cubecore/cube.py ("after"), the latter also under bf16 autocast;
+  and with the fast kernel in cubecore/model/cube.py ("after"), the latter also under bf16 autocast;
 - achieved FLOP/s, counting useful FLOPs only: 3 x ``flops_per_sample`` (the matmuls the fast
   kernel runs; the same count for "before", whose 27-tap convolution does more work than that);
 - a dense square matmul doing the FLOPs of one training step, in fp32 and bf16;
@@ -25,11 +25,11 @@ import time
 
 import torch
 
-from cubecore.artifacts import write_json
-from cubecore.baselines import ResidualMLP
-from cubecore.config import load_params
-from cubecore.cube import CubicCore
-from cubecore.losses import combined_loss
+from cubecore.core.artifacts import write_json
+from cubecore.evaluation.baselines import ResidualMLP
+from cubecore.core.config import load_params
+from cubecore.model.cube import CubicCore
+from cubecore.training.losses import combined_loss
 from reference_cube import ReferenceCube
 
 log = logging.getLogger("bench.train")

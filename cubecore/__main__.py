@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 from cubecore.cli import Parser, answer, doctor, embed, experiments, info, quiet_logging, report
-from cubecore.stage import main_guard
+from cubecore.core.stage import main_guard
 
 
 def build_parser() -> Parser:

@@ -2,10 +2,12 @@
 the opt-in gates of `evaluate.require` (a miss exits 1 after everything is written)."""
 from pathlib import Path
 
-from cubecore import gates, plots
-from cubecore.artifacts import write_json
-from cubecore.evaluation import HEADLINE, MODELS, evaluate
-from cubecore.stage import main_guard, stage_args, steady_heap, write_speed
+from cubecore.core import gates
+
+from cubecore.evaluation import plots
+from cubecore.core.artifacts import write_json
+from cubecore.evaluation.run import HEADLINE, MODELS, evaluate
+from cubecore.core.stage import main_guard, stage_args, steady_heap, write_speed
 
 
 @main_guard

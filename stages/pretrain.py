@@ -1,9 +1,9 @@
 """DVC stage `pretrain`: the cube trained as a denoising autoencoder (for `train.init: pretrain`)."""
 from dvclive import Live
 
-from cubecore.artifacts import write_json
-from cubecore.stage import main_guard, stage_args, write_speed
-from cubecore.training import pretrain
+from cubecore.core.artifacts import write_json
+from cubecore.core.stage import main_guard, stage_args, write_speed
+from cubecore.training.run import pretrain
 
 
 @main_guard

@@ -1,15 +1,15 @@
 """DVC stage `train`: fit the 3D Cubic Core on the split; per-epoch curves via DVCLive.
 
 With train.distributed.processes > 1 the stage re-runs itself under torchrun; rank 0 writes
-every output (cubecore/distributed.py)."""
+every output (cubecore/training/distributed.py)."""
 import contextlib
 
 from dvclive import Live
 
-from cubecore import distributed
-from cubecore.artifacts import write_json
-from cubecore.stage import main_guard, stage_args, write_speed
-from cubecore.training import train
+from cubecore.training import distributed
+from cubecore.core.artifacts import write_json
+from cubecore.core.stage import main_guard, stage_args, write_speed
+from cubecore.training.run import train
 
 
 @main_guard

@@ -34,7 +34,7 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     """The packaged MiniLM teacher's model directory."""
-    from cubecore.modeldir import resolve_model_dir
+    from cubecore.data.modeldir import resolve_model_dir
 
     return resolve_model_dir(MINILM)
 
@@ -45,8 +45,8 @@ def minilm_teacher(minilm_dir):
 
     batch_size=2 so a handful of texts already spans several length-sorted batches.
     """
-    from cubecore.config import TeacherParams
-    from cubecore.teacher import Teacher
+    from cubecore.core.config import TeacherParams
+    from cubecore.data.teacher import Teacher
 
     return Teacher(TeacherParams(model=MINILM, pooling="mean", batch_size=2, normalize=True, device="cpu",
                                  precision="fp32"))

@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cubecore.anatomy import anatomy, fit_general, fit_trivial, lattice_steps, r_squared
-from cubecore.config import CubeParams
-from cubecore.cube import CubicCore
-from cubecore.tasks import TaskData
+from cubecore.evaluation.anatomy import anatomy, fit_general, fit_trivial, lattice_steps, r_squared
+from cubecore.core.config import CubeParams
+from cubecore.model.cube import CubicCore
+from cubecore.training.pairings import TaskData
 
 DIM = 48
 PARAMS = CubeParams(lattice=[4, 4, 3], channels=4, hidden=8, position_channels=2, steps=3)

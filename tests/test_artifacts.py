@@ -5,7 +5,7 @@ import stat
 import numpy as np
 import pytest
 
-from cubecore import artifacts
+from cubecore.core import artifacts
 
 
 @pytest.fixture(params=[0o022, 0o027])
@@ -39,8 +39,8 @@ def test_the_trained_model_gets_the_usual_mode(tmp_path, mask):
     any file this user writes (0666 minus the umask), like model.json beside it."""
     import torch
 
-    from cubecore.config import CubeParams, Params, TrainParams
-    from cubecore.training import train
+    from cubecore.core.config import CubeParams, Params, TrainParams
+    from cubecore.training.run import train
     from test_trainer import synthetic
 
     n, data, split = 40, tmp_path / "extract", tmp_path / "split"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cubecore.config import DataParams, FilesParams
-from cubecore.corpora import _yaml_conversations, load_corpus
-from cubecore.errors import CubecoreError
+from cubecore.core.config import DataParams, FilesParams
+from cubecore.data.corpora import _yaml_conversations, load_corpus
+from cubecore.core.errors import CubecoreError
 
 BAD = Path(__file__).parent / "data" / "bad_inputs"
 
@@ -135,7 +135,7 @@ def test_a_5_mb_line_is_read_and_the_next_line_keeps_its_number(tmp_path, suffix
 def test_yaml_turns_stay_text_and_an_empty_turn_is_rejected():
     import yaml
 
-    from cubecore.corpora import Rejected, _yaml_turns
+    from cubecore.data.corpora import Rejected, _yaml_turns
 
     good, empty = yaml.compose("- - yes\n  - 42\n  - 2024-01-01\n- - Hello\n  -\n  - ~\n").value
     assert _yaml_turns(good) == ["yes", "42", "2024-01-01"]  # yaml.safe_load gives True, 42, a date
@@ -145,7 +145,7 @@ def test_yaml_turns_stay_text_and_an_empty_turn_is_rejected():
 
 
 def test_params_yaml_error_names_the_line(tmp_path):
-    from cubecore.config import load_params
+    from cubecore.core.config import load_params
 
     path = tmp_path / "params.yaml"
     path.write_text("base:\n  seed: 1\ndata:\n  source: [files\n  max_pairs: 3\n", encoding="utf-8")
@@ -158,9 +158,9 @@ def test_params_yaml_error_names_the_line(tmp_path):
 def test_extract_writes_the_records_it_rejected(tmp_path):
     """Through the extract and filter stages: records in = kept + rejected, and pairs in =
     kept + removed; every rejected record is in data/extract/rejects.jsonl."""
-    from cubecore.config import Params, TeacherParams
-    from cubecore.extraction import extract
-    from cubecore.filtering import filter_pairs
+    from cubecore.core.config import Params, TeacherParams
+    from cubecore.data.extraction import extract
+    from cubecore.data.filtering import filter_pairs
 
     names = ["blank_cells.csv", "numbers.csv", "unicode.jsonl", "multiline.csv"]
     params = Params()

@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cubecore.baselines import (Blend, LinearMap, MeanTarget, Moments, ResidualMLP, blend_family, fit_baselines,
+from cubecore.evaluation.baselines import (Blend, LinearMap, MeanTarget, Moments, ResidualMLP, blend_family, fit_baselines,
                                 fit_ridge)
-from cubecore.config import LossParams, TrainParams
-from cubecore.tasks import TaskData
+from cubecore.core.config import LossParams, TrainParams
+from cubecore.training.pairings import TaskData
 
 DIM = 8
 
@@ -109,7 +109,7 @@ def test_trained_baselines_are_cached_by_what_defines_them(tmp_path, caplog):
     import dataclasses
     import logging
 
-    from cubecore.artifacts import umask
+    from cubecore.core.artifacts import umask
 
     train, val = linear_data(128, 4, noise=0.1), linear_data(32, 5, noise=0.1)
     params = TrainParams(epochs=2, batch_size=32, lr=0.01, patience=10, checkpoint_dir=str(tmp_path))
@@ -144,7 +144,7 @@ def test_trained_baselines_are_cached_by_what_defines_them(tmp_path, caplog):
 def test_ridge_of_a_noisy_pairing_is_a_denoiser(tmp_path):
     """Autoencoder rows hold clean inputs (the trainer corrupts each batch): with ``noise`` the
     ridge is fitted on corrupted inputs and projects the noise away; without, it learns the identity."""
-    from cubecore.tasks import corrupt
+    from cubecore.training.pairings import corrupt
 
     basis = torch.randn(2, DIM, generator=torch.Generator().manual_seed(3))  # texts near a 2-d plane
 

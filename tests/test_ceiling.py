@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import yaml
 
-from cubecore import artifacts
-from cubecore.config import CeilingParams, Params, TeacherParams
-from cubecore.errors import CubecoreError
+from cubecore.core import artifacts
+from cubecore.core.config import CeilingParams, Params, TeacherParams
+from cubecore.core.errors import CubecoreError
 
 # question -> answer pairs whose answer shares no word with its question: nothing to copy over
 PAIRS = [
@@ -72,7 +72,7 @@ def teacher_params(model_dir) -> TeacherParams:
 @pytest.fixture(scope="module")
 def on_disk(tmp_path_factory, tiny_bert):
     """PAIRS extracted by the tiny teacher (texts, embeddings) and split 8 train / 4 val / 4 test."""
-    from cubecore.teacher import Teacher
+    from cubecore.data.teacher import Teacher
 
     root = tmp_path_factory.mktemp("ceiling-data")
     texts = [t for pair in PAIRS for t in pair]
@@ -95,7 +95,7 @@ def enabled(tiny_bert, **ceiling) -> Params:
 def test_the_loss_is_the_in_batch_cross_entropy_of_scaled_cosines():
     import torch
 
-    from cubecore.ceiling import in_batch_loss
+    from cubecore.evaluation.ceiling import in_batch_loss
 
     q = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 2.0]])
     a = torch.tensor([[3.0, 4.0], [1.0, 1.0], [-1.0, 0.0]])
@@ -113,7 +113,7 @@ def test_the_loss_is_the_in_batch_cross_entropy_of_scaled_cosines():
 def test_the_loss_is_sentence_transformers_multiple_negatives_ranking_loss():
     import torch
 
-    from cubecore.ceiling import in_batch_loss
+    from cubecore.evaluation.ceiling import in_batch_loss
 
     losses = pytest.importorskip("sentence_transformers.sentence_transformer.losses")  # a dev dependency only
     torch.manual_seed(0)
@@ -123,7 +123,7 @@ def test_the_loss_is_sentence_transformers_multiple_negatives_ranking_loss():
 
 
 def test_disabled_is_a_no_op_that_imports_no_model(tmp_path, repo_root):
-    from cubecore.ceiling import ceiling
+    from cubecore.evaluation.ceiling import ceiling
 
     assert ceiling(Params(), tmp_path / "none", tmp_path / "none") == ({"ceiling": {"skipped": True}}, {"ceiling": {}})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"ceiling": {"enabled": False}}))
@@ -141,7 +141,7 @@ def test_disabled_is_a_no_op_that_imports_no_model(tmp_path, repo_root):
 
 
 def test_a_few_steps_of_fine_tuning_raise_train_retrieval(tiny_bert):
-    from cubecore.ceiling import DualEncoder, fine_tune, retrieval
+    from cubecore.evaluation.ceiling import DualEncoder, fine_tune, retrieval
 
     texts = [t for pair in PAIRS[:8] for t in pair]
     pairs = artifacts.Pairs(np.arange(8) * 2, np.arange(8) * 2 + 1, ["c"] * 8, np.zeros(8, np.int64))
@@ -158,8 +158,8 @@ def test_a_few_steps_of_fine_tuning_raise_train_retrieval(tiny_bert):
 def test_enabled_reports_the_fine_tuned_and_the_frozen_teacher_on_the_test_rows(tiny_bert, on_disk):
     import torch
 
-    from cubecore.ceiling import ceiling
-    from cubecore.metrics import retrieval_summary, target_ranks
+    from cubecore.evaluation.ceiling import ceiling
+    from cubecore.evaluation.scoring import retrieval_summary, target_ranks
 
     metrics, speed = ceiling(enabled(tiny_bert, max_train_pairs=6), on_disk / "extract", on_disk / "split",
                              progress=False)
@@ -181,7 +181,7 @@ def test_enabled_reports_the_fine_tuned_and_the_frozen_teacher_on_the_test_rows(
 
 
 def test_embeddings_of_another_teacher_are_refused(tiny_bert, on_disk, tmp_path):
-    from cubecore.ceiling import ceiling
+    from cubecore.evaluation.ceiling import ceiling
 
     data = tmp_path / "extract"
     data.mkdir()
@@ -193,7 +193,7 @@ def test_embeddings_of_another_teacher_are_refused(tiny_bert, on_disk, tmp_path)
 
 
 def test_without_a_test_split_the_validation_rows_are_scored(tiny_bert, on_disk):
-    from cubecore.ceiling import ceiling
+    from cubecore.evaluation.ceiling import ceiling
 
     params = enabled(tiny_bert)
     params = dataclasses.replace(params, split=dataclasses.replace(params.split, test_fraction=0.0))

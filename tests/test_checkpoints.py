@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from cubecore.config import BaseParams, Params
-from cubecore.cube import CubicCore
-from cubecore.errors import CubecoreError
-from cubecore.extraction import extract
-from cubecore.trainer import Trainer
+from cubecore.core.config import BaseParams, Params
+from cubecore.model.cube import CubicCore
+from cubecore.core.errors import CubecoreError
+from cubecore.data.extraction import extract
+from cubecore.training.loop import Trainer
 from test_trainer import CUBE, NanAfter, fit, params, synthetic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,8 +23,8 @@ RUN = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from pathlib import Path
     from test_trainer import CUBE, params, synthetic
-    from cubecore.cube import CubicCore
-    from cubecore.trainer import Trainer
+    from cubecore.model.cube import CubicCore
+    from cubecore.training.loop import Trainer
 
     logging.basicConfig(level=logging.INFO)
 
@@ -179,8 +179,8 @@ def test_an_unwritable_teacher_folder_in_the_cache_is_named_before_embedding(tmp
     import errno
     import os
 
-    from cubecore.config import DataParams
-    from cubecore.teacher import Teacher
+    from cubecore.core.config import DataParams
+    from cubecore.data.teacher import Teacher
 
     params = Params(base=BaseParams(cache_dir=str(tmp_path / "cache")),
                     data=DataParams(source="chatterbot", max_pairs=20))

@@ -17,13 +17,13 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """extract -> filter -> split -> train -> evaluate, in-process, with tiny params and a test split."""
-    from cubecore.artifacts import write_json
-    from cubecore.config import load_params
-    from cubecore.evaluation import evaluate
-    from cubecore.extraction import extract
-    from cubecore.filtering import filter_pairs
-    from cubecore.splitting import split_pairs
-    from cubecore.training import pretrain, train
+    from cubecore.core.artifacts import write_json
+    from cubecore.core.config import load_params
+    from cubecore.evaluation.run import evaluate
+    from cubecore.data.extraction import extract
+    from cubecore.data.filtering import filter_pairs
+    from cubecore.data.splitting import split_pairs
+    from cubecore.training.run import pretrain, train
 
     root = tmp_path_factory.mktemp("cli")
     raw = merge(merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY),
@@ -130,7 +130,7 @@ def test_answer_says_when_the_question_is_truncated(project, monkeypatch, capsys
 
 
 def test_answer_from_another_split_and_a_missing_one(project, monkeypatch, capsys):
-    from cubecore.artifacts import read_pairs, read_texts
+    from cubecore.core.artifacts import read_pairs, read_texts
 
     texts = read_texts(project / "data/extract/texts.jsonl")
     test_answers = {texts[i] for i in read_pairs(project / "data/split/test.tsv").answer_id}

@@ -1,4 +1,4 @@
-"""params.yaml parsing and validation (cubecore.config)."""
+"""params.yaml parsing and validation (cubecore.core.config)."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,8 +7,8 @@ import typing
 import pytest
 import yaml
 
-from cubecore.config import CHOICES, Params, as_dict, load_params
-from cubecore.errors import CubecoreError
+from cubecore.core.config import CHOICES, Params, as_dict, load_params
+from cubecore.core.errors import CubecoreError
 
 
 def write_params(tmp_path, text: str):
@@ -150,7 +150,7 @@ def test_range_errors_name_the_value_and_the_allowed_range(tmp_path, text, messa
 
 def test_every_numeric_param_is_range_checked():
     """A new int/float param without a range entry fails here (RANGES covers them all)."""
-    from cubecore.config import RANGES
+    from cubecore.core.config import RANGES
 
     def numeric(cls, prefix):
         for f in dataclasses.fields(cls):

@@ -1,4 +1,4 @@
-"""Dialogue sources -> adjacent turn pairs (cubecore.corpora)."""
+"""Dialogue sources -> adjacent turn pairs (cubecore.data.corpora)."""
 from __future__ import annotations
 
 import csv
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cubecore.config import DataParams, FilesParams, load_params
-from cubecore.corpora import chatterbot_corpus, load_corpus
-from cubecore.errors import CubecoreError
+from cubecore.core.config import DataParams, FilesParams, load_params
+from cubecore.data.corpora import chatterbot_corpus, load_corpus
+from cubecore.core.errors import CubecoreError
 
 
 def files_source(*paths, **files) -> DataParams:

@@ -6,10 +6,10 @@ import itertools
 import pytest
 import torch
 
-from cubecore.config import CubeParams
+from cubecore.core.config import CubeParams
 from bench.reference_cube import reference_forward
-from cubecore.cube import CellRule, CubicCore, neighbour_offsets, neighbour_views
-from cubecore.errors import CubecoreError
+from cubecore.model.cube import CellRule, CubicCore, neighbour_offsets, neighbour_views
+from cubecore.core.errors import CubecoreError
 
 SMALL = CubeParams(lattice=[4, 4, 4], channels=6, hidden=8, position_channels=2, steps=2)
 
@@ -248,8 +248,8 @@ def test_init_starts_close_to_the_identity(changes):
 
 
 def _loss_curve(model: CubicCore, x: torch.Tensor, y: torch.Tensor, bf16: bool, steps: int) -> torch.Tensor:
-    from cubecore.config import LossParams
-    from cubecore.losses import combined_loss
+    from cubecore.core.config import LossParams
+    from cubecore.training.losses import combined_loss
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     losses = []
     for _ in range(steps):  # the trainer's step: forward under autocast, loss and AdamW in fp32

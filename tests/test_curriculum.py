@@ -1,13 +1,13 @@
-"""Curriculum (cubecore.curriculum): the admitted share, easy rows first, wired into the trainer."""
+"""Curriculum (cubecore.training.curriculum): the admitted share, easy rows first, wired into the trainer."""
 import dataclasses
 
 import pytest
 import torch
 
-from cubecore.config import CubeParams, CurriculumParams
-from cubecore.cube import CubicCore
-from cubecore.curriculum import admit, admitted_fraction, admitted_rows, difficulty
-from cubecore.trainer import Trainer
+from cubecore.core.config import CubeParams, CurriculumParams
+from cubecore.model.cube import CubicCore
+from cubecore.training.curriculum import admit, admitted_fraction, admitted_rows, difficulty
+from cubecore.training.loop import Trainer
 from test_trainer import params, synthetic
 
 LINEAR = CurriculumParams(schedule="linear", start_fraction=0.25, ramp_fraction=0.5)

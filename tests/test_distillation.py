@@ -1,12 +1,12 @@
-"""Similarity distillation (cubecore.distillation): known values, temperature, zero at the target."""
+"""Similarity distillation (cubecore.training.distillation): known values, temperature, zero at the target."""
 import math
 
 import pytest
 import torch
 
-from cubecore.config import LossParams
-from cubecore.distillation import similarity_distillation_loss
-from cubecore.losses import combined_loss
+from cubecore.core.config import LossParams
+from cubecore.training.distillation import similarity_distillation_loss
+from cubecore.training.losses import combined_loss
 
 TARGET = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
 PRED = torch.tensor([[1.0, 0.0], [1.0, 0.0]])  # row 0 right, row 1 points at the other target

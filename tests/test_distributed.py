@@ -18,10 +18,10 @@ import pytest
 import torch
 import yaml
 
-from cubecore import artifacts
-from cubecore.config import load_params
-from cubecore.distributed import SINGLE, Group
-from cubecore.errors import CubecoreError
+from cubecore.core import artifacts
+from cubecore.core.config import load_params
+from cubecore.training.distributed import SINGLE, Group
+from cubecore.core.errors import CubecoreError
 
 REPO = Path(__file__).resolve().parents[1]
 DIM = 64

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from cubecore.cli import doctor
-from cubecore.config import DataParams, FilesParams, TeacherParams
-from cubecore.teacher import pick_device, pick_precision
+from cubecore.core.config import DataParams, FilesParams, TeacherParams
+from cubecore.data.teacher import pick_device, pick_precision
 
 VENV_BIN = Path(sys.executable).parent
 

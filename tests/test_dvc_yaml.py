@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-import cubecore.config
+import cubecore.core.config
 
 REPO = Path(__file__).resolve().parents[1]
 DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text())
 STAGES = DVC_YAML["stages"]
 
-RUN_SETTINGS = set(cubecore.config.RUN_SETTINGS)  # no stage lists them: changing them re-runs nothing
+RUN_SETTINGS = set(cubecore.core.config.RUN_SETTINGS)  # no stage lists them: changing them re-runs nothing
 
 
 def module_file(root: Path, name: str) -> Path | None:

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import yaml
 
-from cubecore.config import TeacherParams
-from cubecore.embcache import EmbeddingCache
-from cubecore.extraction import embed_with_cache
+from cubecore.core.config import TeacherParams
+from cubecore.data.embcache import EmbeddingCache
+from cubecore.data.extraction import embed_with_cache
 from test_paths import extract_figures
 
 
@@ -81,7 +81,7 @@ def test_half_written_shard_is_ignored(tmp_path):
 
 
 def test_embed_with_cache_misses_then_hits(tmp_path, minilm_teacher, minilm_dir):
-    from cubecore.teacher import Teacher
+    from cubecore.data.teacher import Teacher
 
     texts = ["Good morning!", "How is the weather today?", "It is sunny and warm.", "Good morning!!"]
     cache = EmbeddingCache(tmp_path, minilm_teacher.cache_namespace())
@@ -111,7 +111,7 @@ def test_embed_with_cache_misses_then_hits(tmp_path, minilm_teacher, minilm_dir)
 def test_shard_names_never_collide(tmp_path, monkeypatch):
     # two caches on one directory in one process, or a re-put of known texts, in the same
     # second must not overwrite each other's shards; freeze the clock to make that certain
-    monkeypatch.setattr("cubecore.embcache.time.strftime", lambda fmt: "20260101-000000")
+    monkeypatch.setattr("cubecore.data.embcache.time.strftime", lambda fmt: "20260101-000000")
     first, second = EmbeddingCache(tmp_path, "ns"), EmbeddingCache(tmp_path, "ns")
     first.put(["p"], np.full((1, 4), 1.0, np.float32))
     second.put(["q"], np.full((1, 4), 2.0, np.float32))
@@ -242,7 +242,7 @@ def test_a_garbled_checksum_file_drops_the_shard(tmp_path, caplog):
 
 
 def test_fidelity_is_reported_on_a_run_served_from_the_cache(tmp_path, minilm_dir):
-    from cubecore.teacher import Teacher
+    from cubecore.data.teacher import Teacher
 
     def bf16():
         return Teacher(TeacherParams(model=str(minilm_dir), batch_size=2, device="cpu", precision="bf16"))

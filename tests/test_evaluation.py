@@ -15,13 +15,15 @@ import pytest
 import torch
 import yaml
 
-from cubecore import artifacts, plots
-from cubecore.bootstrap import interval, resample_means
-from cubecore.config import CubeParams, EvaluateParams, LossParams, Params, SplitParams, TrainParams
-from cubecore.evaluation import MODELS, evaluate
-from cubecore.frontier import dominates, frontier_report, margin, pareto_front
-from cubecore.lineup import BASELINES, HEADLINE
-from cubecore.training import train
+from cubecore.core import artifacts
+
+from cubecore.evaluation import plots
+from cubecore.evaluation.bootstrap import interval, resample_means
+from cubecore.core.config import CubeParams, EvaluateParams, LossParams, Params, SplitParams, TrainParams
+from cubecore.evaluation.run import MODELS, evaluate
+from cubecore.core.frontier import dominates, frontier_report, margin, pareto_front
+from cubecore.core.lineup import BASELINES, HEADLINE
+from cubecore.training.run import train
 
 POINTS = {"a": (0.5, 0.2), "b": (0.4, 0.3), "c": (0.3, 0.1), "d": (0.4, 0.2)}  # c, d are dominated
 
@@ -126,11 +128,11 @@ def evaluated(synthetic):
     warnings = []
     handler = logging.Handler(logging.WARNING)
     handler.emit = lambda record: warnings.append(record.getMessage())
-    logging.getLogger("cubecore.evaluation").addHandler(handler)
+    logging.getLogger("cubecore.evaluation.run").addHandler(handler)
     try:
         metrics, curves = evaluate(*synthetic)
     finally:
-        logging.getLogger("cubecore.evaluation").removeHandler(handler)
+        logging.getLogger("cubecore.evaluation.run").removeHandler(handler)
     return metrics, curves, warnings
 
 

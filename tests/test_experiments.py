@@ -3,7 +3,7 @@
 import pytest
 
 from cubecore.cli.experiments import build
-from cubecore.errors import CubecoreError
+from cubecore.core.errors import CubecoreError
 
 
 def evaluation(cube, margin, low, high, views=None, fingerprint=None):

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import yaml
 
-from cubecore.config import TeacherParams
-from cubecore.embcache import EmbeddingCache
-from cubecore.extraction import embed_with_cache
+from cubecore.core.config import TeacherParams
+from cubecore.data.embcache import EmbeddingCache
+from cubecore.data.extraction import embed_with_cache
 from test_cli import in_process, one_error_line
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +37,7 @@ def warnings_in(caplog) -> list[str]:
 def test_two_workers_write_the_bytes_of_one(tmp_path, minilm_dir, monkeypatch, caplog):
     """The teacher pads per length-sorted batch, so a text's vector depends on its batch (in bf16
     up to ~1e-3, in fp32 ~1e-7): workers must embed the chunks one worker would, unchanged."""
-    from cubecore.teacher import Teacher
+    from cubecore.data.teacher import Teacher
 
     monkeypatch.setenv("CUBECORE_SHARD_TEXTS", "7")  # 3 chunks for 2 workers
     params = TeacherParams(model=str(minilm_dir), batch_size=3, device="cpu", precision="bf16")
@@ -75,7 +75,7 @@ def test_a_killed_worker_stops_extract_with_one_error(tmp_path, minilm_teacher, 
     import signal
     import threading
 
-    from cubecore.errors import CubecoreError
+    from cubecore.core.errors import CubecoreError
 
     def kill_one_worker():
         deadline = time.time() + 120
@@ -121,8 +121,8 @@ def finish(process: subprocess.Popen) -> str:
 def test_concurrent_shard_writers_then_extract_finds_every_text(tmp_path, minilm_teacher, caplog):
     """Shards 1/2 and 2/2 run at once into one cache; extract then embeds nothing, sees no
     damage, and writes the bytes one process on an empty cache computes (the same chunks)."""
-    from cubecore.config import load_params
-    from cubecore.extraction import extract
+    from cubecore.core.config import load_params
+    from cubecore.data.extraction import extract
 
     project = tiny_project(tmp_path / "project", tmp_path / "cache")
     writers = {shard: launch(project, "-m", "cubecore", "embed", "--shard", shard) for shard in ("1/2", "2/2")}
@@ -143,7 +143,7 @@ def test_concurrent_shard_writers_then_extract_finds_every_text(tmp_path, minilm
 WRITER = """
 import sys
 import numpy as np
-from cubecore.embcache import EmbeddingCache
+from cubecore.data.embcache import EmbeddingCache
 
 cache = EmbeddingCache(sys.argv[1], "ns")
 texts = [f"text {i}" for i in range(200)]
@@ -176,8 +176,8 @@ def test_a_bad_shard_is_one_error_line(tmp_path, monkeypatch, capsys, shard):
 KILLER = """
 import os, signal, sys
 import numpy as np
-from cubecore import artifacts
-from cubecore.embcache import EmbeddingCache
+from cubecore.core import artifacts
+from cubecore.data.embcache import EmbeddingCache
 
 cache = EmbeddingCache(sys.argv[1], "ns")
 cache.put(["kept"], np.ones((1, 4), np.float32))
@@ -246,7 +246,7 @@ def test_fidelity_is_recorded_under_a_lock(tmp_path):
     concurrent figures is never lost."""
     cache = EmbeddingCache(tmp_path, "ns")
     cache.record_fidelity(0.9995)
-    code = (f"from cubecore.embcache import EmbeddingCache; "
+    code = (f"from cubecore.data.embcache import EmbeddingCache; "
             f"EmbeddingCache({str(tmp_path)!r}, 'ns').record_fidelity(0.9991)")
     with open(cache.directory / "fidelity.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from cubecore import artifacts
-from cubecore.artifacts import Pairs
-from cubecore.config import FilterParams
-from cubecore.filtering import RULES, filter_pairs, normalise
+from cubecore.core import artifacts
+from cubecore.core.artifacts import Pairs
+from cubecore.core.config import FilterParams
+from cubecore.data.filtering import RULES, filter_pairs, normalise
 
 GOOD_Q = "What is your favourite colour?"
 GOOD_A = "My favourite colour is blue, thanks."

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from cubecore.baselines import Blend, Linear, blend_family
-from cubecore.evaluation import blend_rows, per_row
-from cubecore.frontier import dominates, frontier_report, margin, pareto_front
-from cubecore.tasks import TaskData
+from cubecore.evaluation.baselines import Blend, Linear, blend_family
+from cubecore.evaluation.run import blend_rows, per_row
+from cubecore.core.frontier import dominates, frontier_report, margin, pareto_front
+from cubecore.training.pairings import TaskData
 
 
 def test_a_tie_on_cosine_is_decided_by_mrr():

@@ -4,10 +4,10 @@ import copy
 
 import pytest
 
-from cubecore.config import load_params
-from cubecore.errors import CubecoreError
-from cubecore.gates import enforce, parse, shortfall
-from cubecore.lineup import BASELINES
+from cubecore.core.config import load_params
+from cubecore.core.errors import CubecoreError
+from cubecore.core.gates import enforce, parse, shortfall
+from cubecore.core.lineup import BASELINES
 
 
 def scores(cosine, mrr):

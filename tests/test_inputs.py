@@ -1,4 +1,4 @@
-"""The `check` stage's input fingerprint (cubecore.inputs): by content, never by path."""
+"""The `check` stage's input fingerprint (cubecore.data.inputs): by content, never by path."""
 from __future__ import annotations
 
 import json
@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from cubecore.config import load_params
-from cubecore.errors import CubecoreError
-from cubecore.inputs import fingerprint_inputs
-from cubecore.modeldir import content_identity
+from cubecore.core.config import load_params
+from cubecore.core.errors import CubecoreError
+from cubecore.data.inputs import fingerprint_inputs
+from cubecore.data.modeldir import content_identity
 
 
 def files_params(tmp_path, *paths):

@@ -6,7 +6,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from cubecore.progress import progress
+from cubecore.core.progress import progress
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -14,12 +14,12 @@ TRAIN = textwrap.dedent("""
     import sys
     import numpy as np
     import torch
-    from cubecore.baselines import ResidualMLP, fit_trained
-    from cubecore.config import CubeParams, LossParams, TrainParams
-    from cubecore.cube import CubicCore
-    from cubecore.stage import main_guard
-    from cubecore.tasks import TaskData
-    from cubecore.trainer import Trainer
+    from cubecore.evaluation.baselines import ResidualMLP, fit_trained
+    from cubecore.core.config import CubeParams, LossParams, TrainParams
+    from cubecore.model.cube import CubicCore
+    from cubecore.core.stage import main_guard
+    from cubecore.training.pairings import TaskData
+    from cubecore.training.loop import Trainer
 
     def rows(n, seed):
         x = torch.nn.functional.normalize(torch.randn(n, 64, generator=torch.Generator().manual_seed(seed)), dim=-1)
@@ -40,9 +40,9 @@ TRAIN = textwrap.dedent("""
 """)
 
 EMBED = textwrap.dedent("""
-    from cubecore.config import TeacherParams
-    from cubecore.stage import main_guard
-    from cubecore.teacher import Teacher
+    from cubecore.core.config import TeacherParams
+    from cubecore.core.stage import main_guard
+    from cubecore.data.teacher import Teacher
 
     @main_guard
     def main():
@@ -82,7 +82,7 @@ def test_embedding_log_has_no_bar(tmp_path):
 
 
 def test_progress_off_a_terminal_logs_plain_lines(caplog):
-    caplog.set_level(logging.INFO, logger="cubecore.progress")
+    caplog.set_level(logging.INFO, logger="cubecore.core.progress")
     bar = progress(range(4), "teacher", every=0)
     for _ in bar:
         bar.set_postfix(loss="0.5")
@@ -93,6 +93,6 @@ def test_progress_off_a_terminal_logs_plain_lines(caplog):
 
 
 def test_progress_when_disabled_is_silent(caplog):
-    caplog.set_level(logging.INFO, logger="cubecore.progress")
+    caplog.set_level(logging.INFO, logger="cubecore.core.progress")
     assert list(progress(range(3), "x", enabled=False, every=0)) == [0, 1, 2]
     assert caplog.records == []

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from cubecore.config import LossParams
-from cubecore.losses import Objective, combined_loss, cosine_loss, info_nce_loss
+from cubecore.core.config import LossParams
+from cubecore.training.losses import Objective, combined_loss, cosine_loss, info_nce_loss
 
 E = torch.eye(3)
 

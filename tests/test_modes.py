@@ -1,4 +1,4 @@
-"""Training modes (cubecore.modes): one registry, each mode trains, its loss terms are as documented,
+"""Training modes (cubecore.training.modes): one registry, each mode trains, its loss terms are as documented,
 and evaluation scores its further views."""
 import dataclasses
 import re
@@ -7,22 +7,22 @@ import numpy as np
 import pytest
 import torch
 
-from cubecore import artifacts
-from cubecore.config import (CHOICES, CubeParams, DualParams, EvaluateParams, Params, PretrainParams, TrainParams,
+from cubecore.core import artifacts
+from cubecore.core.config import (CHOICES, CubeParams, DualParams, EvaluateParams, Params, PretrainParams, TrainParams,
                              load_params)
-from cubecore.errors import CubecoreError
-from cubecore.evaluation import evaluate
-from cubecore.lineup import MODELS
-from cubecore.losses import combined_loss, cosine_loss
+from cubecore.core.errors import CubecoreError
+from cubecore.evaluation.run import evaluate
+from cubecore.core.lineup import MODELS
+from cubecore.training.losses import combined_loss, cosine_loss
 from cubecore.cli.report import models
-from cubecore.modes import MODES, get_mode
-from cubecore.modes.base import pairing_loss
-from cubecore.modes.bidirectional import TwoCubes
-from cubecore.modes.dual import dual_weights
-from cubecore.targets import seed_targets
-from cubecore.tasks import AUTOENCODER, DIALOGUE
-from cubecore.trainer import Trainer
-from cubecore.training import load_model, pretrain, train
+from cubecore.training.modes import MODES, get_mode
+from cubecore.training.modes.base import pairing_loss
+from cubecore.training.modes.bidirectional import TwoCubes
+from cubecore.training.modes.dual import dual_weights
+from cubecore.evaluation.targets import seed_targets
+from cubecore.training.pairings import AUTOENCODER, DIALOGUE
+from cubecore.training.loop import Trainer
+from cubecore.training.run import load_model, pretrain, train
 from test_trainer import params, synthetic
 
 CUBE = CubeParams(lattice=[4, 4, 4], channels=4, hidden=8, position_channels=2, steps=1)

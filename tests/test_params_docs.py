@@ -1,4 +1,4 @@
-"""One list, one place: params.yaml, the dataclass defaults of cubecore.config, CHOICES and
+"""One list, one place: params.yaml, the dataclass defaults of cubecore.core.config, CHOICES and
 README's params table must agree, so a new option cannot be added to some of them only."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from cubecore.config import CHOICES, Params, as_dict, load_params
+from cubecore.core.config import CHOICES, Params, as_dict, load_params
 
 ROW = re.compile(r"^\| (`[^|]+) \| ([^|]+) \| (.+) \|$")
 

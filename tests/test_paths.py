@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cubecore.errors import CubecoreError
-from cubecore.paths import output_path, project_path, usable_dir
+from cubecore.core.errors import CubecoreError
+from cubecore.core.paths import output_path, project_path, usable_dir
 
 REPO = Path(__file__).resolve().parents[1]
 

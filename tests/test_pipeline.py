@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from conftest import plain_path
-from cubecore.evaluation import MODELS
+from cubecore.evaluation.run import MODELS
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("extract", "filter", "split", "train", "evaluate")

@@ -8,9 +8,9 @@ from matplotlib.container import BarContainer
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
-from cubecore import plots
-from cubecore.frontier import frontier_report
-from cubecore.trainer import log_epoch
+from cubecore.evaluation import plots
+from cubecore.core.frontier import frontier_report
+from cubecore.training.loop import log_epoch
 
 # any names, any number: the plots must not assume the pipeline's current model list
 MODELS = ("baseline_a", "cube", "baseline_b", "linear", "blend")

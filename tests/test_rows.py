@@ -7,10 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cubecore import artifacts, rows
-from cubecore.baselines import Moments
-from cubecore.metrics import retrieval_ranks
-from cubecore.nearest import nearest
+from cubecore.core import artifacts
+
+from cubecore.data import rows
+from cubecore.evaluation.baselines import Moments
+from cubecore.evaluation.scoring import retrieval_ranks
+from cubecore.evaluation.nearest import nearest
 
 
 def rss_file_kb() -> int:
@@ -76,7 +78,7 @@ def test_retrieval_chunks_rows_to_the_budget(monkeypatch):
     expected = retrieval_ranks(pred, candidates, true, chunk=50)
     seen = []
     real_matmul = torch.Tensor.__matmul__
-    monkeypatch.setattr("cubecore.metrics.SCORES_BUDGET", 100)
+    monkeypatch.setattr("cubecore.evaluation.scoring.SCORES_BUDGET", 100)
     monkeypatch.setattr(torch.Tensor, "__matmul__", lambda a, b: seen.append(len(a)) or real_matmul(a, b))
     assert torch.equal(retrieval_ranks(pred, candidates, true), expected)
     assert max(seen) == 2  # 100 // 40 rows per chunk

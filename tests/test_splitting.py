@@ -6,11 +6,11 @@ import random
 import numpy as np
 import pytest
 
-from cubecore import artifacts
-from cubecore.artifacts import Pairs
-from cubecore.config import SplitParams
-from cubecore.errors import CubecoreError
-from cubecore.splitting import (MIN_PAIRS, assign_splits, row_fingerprint, split_fingerprints, split_pairs,
+from cubecore.core import artifacts
+from cubecore.core.artifacts import Pairs
+from cubecore.core.config import SplitParams
+from cubecore.core.errors import CubecoreError
+from cubecore.data.splitting import (MIN_PAIRS, assign_splits, row_fingerprint, split_fingerprints, split_pairs,
                                 unit_interval)
 
 

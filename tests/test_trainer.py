@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from cubecore.config import CubeParams, LossParams, TrainParams
-from cubecore.cube import CubicCore
-from cubecore.errors import CubecoreError
-from cubecore.tasks import TaskData
-from cubecore.metrics import prediction_scores
-from cubecore.trainer import Trainer, predict
+from cubecore.core.config import CubeParams, LossParams, TrainParams
+from cubecore.model.cube import CubicCore
+from cubecore.core.errors import CubecoreError
+from cubecore.training.pairings import TaskData
+from cubecore.evaluation.scoring import prediction_scores
+from cubecore.training.loop import Trainer, predict
 
 CUBE = CubeParams(lattice=[4, 4, 4], channels=6, hidden=8, position_channels=2, steps=2)
 REPO = Path(__file__).resolve().parents[1]
@@ -136,8 +136,8 @@ RESUMABLE = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from test_trainer import CUBE, params, synthetic
     from pathlib import Path
-    from cubecore.cube import CubicCore
-    from cubecore.trainer import Trainer
+    from cubecore.model.cube import CubicCore
+    from cubecore.training.loop import Trainer
 
     class Slow(CubicCore):
         def forward(self, x):

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cubecore.frontier import frontier_report
+from cubecore.core.frontier import frontier_report
 
 # autoencoder mode: each input retrieves itself, MRR 1 for every model but `mean` (one vector for
 # every row); the cube is 0.0187 behind linear on cosine
@@ -49,7 +49,7 @@ def test_a_baseline_equal_to_the_cube_at_the_ceiling_is_a_margin_of_0():
 def test_the_bootstrap_margin_leaves_the_tie_out_too():
     """MRR 1 on every row for the cube and linear: every resample ties there, and the margin's
     interval is cosine's, below 0."""
-    from cubecore.evaluation import confidence
+    from cubecore.evaluation.run import confidence
 
     rng = np.random.default_rng(0)
     rows = 400
@@ -63,7 +63,7 @@ def test_the_bootstrap_margin_leaves_the_tie_out_too():
 
 
 def test_gates_say_what_the_verdict_rests_on():
-    from cubecore.gates import parse, shortfall
+    from cubecore.core.gates import parse, shortfall
 
     frontier = frontier_report(SATURATED, CUBE)
     results = {"frontier": {"test": frontier}, "confidence": {"frontier_margin": {"value": -0.0187, "low": -0.02,
@@ -94,7 +94,7 @@ def test_the_sweep_table_and_the_report_say_it_too():
 # --- ties count at their expected rank --------------------------------------------------------
 
 def test_a_tie_counts_at_its_expected_rank():
-    from cubecore.metrics import retrieval_ranks
+    from cubecore.evaluation.scoring import retrieval_ranks
 
     scores = torch.tensor([[1.0, 1.0, 1.0, 1.0],    # tied with 3 others: 1 + 3/2
                            [2.0, 1.0, 1.0, 0.0]])   # one ahead, tied with 1: 1 + 1 + 1/2
@@ -108,7 +108,7 @@ def collapsed_targets() -> tuple[torch.Tensor, np.ndarray]:
 
 
 def test_a_teacher_that_embeds_texts_alike_cannot_make_a_run_look_perfect():
-    from cubecore.metrics import prediction_scores
+    from cubecore.evaluation.scoring import prediction_scores
 
     targets, ids = collapsed_targets()
     scores = prediction_scores(targets.clone(), targets, ids)  # the perfect prediction of every row
@@ -118,7 +118,7 @@ def test_a_teacher_that_embeds_texts_alike_cannot_make_a_run_look_perfect():
 
 
 def test_mixed_ranks_count_ties_as_target_ranks_do():
-    from cubecore.metrics import candidate_index, mixed_retrieval_ranks, target_ranks
+    from cubecore.evaluation.scoring import candidate_index, mixed_retrieval_ranks, target_ranks
 
     targets, ids = collapsed_targets()
     ids = np.concatenate([ids, ids[:4]])  # repeated answers: still one candidate each
@@ -137,7 +137,7 @@ def test_mixed_ranks_count_ties_as_target_ranks_do():
 # --- a teacher that cannot tell texts apart ---------------------------------------------------
 
 def extract_params(tmp_path, data):
-    from cubecore.config import Params, TeacherParams
+    from cubecore.core.config import Params, TeacherParams
 
     params = Params()
     params.base.cache_dir = str(tmp_path / "cache")
@@ -148,9 +148,9 @@ def extract_params(tmp_path, data):
 
 def test_a_teacher_that_cannot_read_the_corpus_stops_extract(tmp_path):
     """Thai chatterbot through MiniLM: 12 of its 13 texts become [UNK]."""
-    from cubecore.config import DataParams
-    from cubecore.errors import CubecoreError
-    from cubecore.extraction import extract
+    from cubecore.core.config import DataParams
+    from cubecore.core.errors import CubecoreError
+    from cubecore.data.extraction import extract
 
     params = extract_params(tmp_path, DataParams(source="chatterbot", languages=["thai"], max_pairs=None))
     with pytest.raises(CubecoreError) as info:
@@ -161,15 +161,15 @@ def test_a_teacher_that_cannot_read_the_corpus_stops_extract(tmp_path):
 
 
 def test_texts_the_teacher_cannot_tell_apart_are_counted_and_named(tmp_path, caplog):
-    from cubecore.config import DataParams, FilesParams
-    from cubecore.extraction import extract
+    from cubecore.core.config import DataParams, FilesParams
+    from cubecore.data.extraction import extract
 
     pairs = [("Hello there", "hello there"), ("How are you today?", "สวัสดี"),
              *((f"What is question {i}?", f"It is answer {i}, I think.") for i in range(20))]
     path = tmp_path / "pairs.csv"
     path.write_text("question,answer\n" + "".join(f"{q},\"{a}\"\n" for q, a in pairs), encoding="utf-8")
     params = extract_params(tmp_path, DataParams(source="files", files=FilesParams(paths=[str(path)])))
-    with caplog.at_level(logging.INFO, logger="cubecore.extraction"):
+    with caplog.at_level(logging.INFO, logger="cubecore.data.extraction"):
         metrics = extract(params, tmp_path / "extract", progress=False)[0]["extract"]
     assert metrics["collapsed_texts"] == 2 and metrics["unknown_token_texts"] == 1  # uncased: Hello = hello
     messages = [r.getMessage() for r in caplog.records]
@@ -181,7 +181,7 @@ def test_texts_the_teacher_cannot_tell_apart_are_counted_and_named(tmp_path, cap
 # --- ROUGE-L keeps combining marks -------------------------------------------------------------
 
 def test_combining_marks_stay_with_their_letters():
-    from cubecore.metrics import UnicodeTokenizer, text_scores
+    from cubecore.evaluation.scoring import UnicodeTokenizer, text_scores
 
     tokenizer = UnicodeTokenizer()
     assert tokenizer.tokenize("वह कैसे है?") == ["वह", "कैसे", "है"]
@@ -192,7 +192,7 @@ def test_combining_marks_stay_with_their_letters():
 
 
 def test_unspaced_scripts_are_still_one_token_per_character():
-    from cubecore.metrics import UnicodeTokenizer
+    from cubecore.evaluation.scoring import UnicodeTokenizer
 
     tokenizer = UnicodeTokenizer()
     assert tokenizer.tokenize("สวัสดีครับ") == list("สวัสดีครับ")  # Thai marks stay tokens of their own

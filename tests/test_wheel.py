@@ -31,7 +31,7 @@ def test_the_wheel_runs_a_stage_and_a_command(tmp_path):
     shutil.copytree(REPO / "stages", work / "stages")
     shutil.copy(REPO / "params.yaml", work / "params.yaml")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    where = subprocess.run([str(python), "-c", "import cubecore.modes.dual, cubecore; print(cubecore.__file__)"],
+    where = subprocess.run([str(python), "-c", "import cubecore.training.modes.dual, cubecore; print(cubecore.__file__)"],
                            cwd=work, env=env, check=True, capture_output=True, text=True).stdout
     assert where.startswith(site)
     subprocess.run([str(python), "-m", "stages.check", "--out", "data/inputs.json"], cwd=work, env=env, check=True)

@@ -12,7 +12,7 @@ import unicodedata
 from pathlib import Path
 
 from cubecore.cli import positive_int
-from cubecore.errors import CubecoreError
+from cubecore.core.errors import CubecoreError
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +58,13 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> None:
     import torch
 
-    from cubecore import artifacts
-    from cubecore.config import TeacherParams
-    from cubecore.evaluation import AnswerBank
-    from cubecore.modes import get_mode
-    from cubecore.tasks import task_data
-    from cubecore.teacher import Teacher
-    from cubecore.training import load_model
+    from cubecore.core import artifacts
+    from cubecore.core.config import TeacherParams
+    from cubecore.evaluation.run import AnswerBank
+    from cubecore.training.modes import get_mode
+    from cubecore.training.pairings import task_data
+    from cubecore.data.teacher import Teacher
+    from cubecore.training.run import load_model
 
     model, info = load_model(args.model)
     identity = info["teacher"]

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from cubecore.config import DataParams, TeacherParams, load_params
-from cubecore.errors import CubecoreError
+from cubecore.core.config import DataParams, TeacherParams, load_params
+from cubecore.core.errors import CubecoreError
 
 OK, PROBLEM, CANNOT = "ok", "problem", "cannot check"
 
@@ -35,7 +35,7 @@ class Check:
 
 def teacher(params: TeacherParams) -> Check:
     """Load the teacher, embed one text, and say which precision ``auto`` picked here."""
-    from cubecore.teacher import Teacher
+    from cubecore.data.teacher import Teacher
 
     try:
         model = Teacher(params)
@@ -49,7 +49,7 @@ def teacher(params: TeacherParams) -> Check:
 
 def corpus(params: DataParams) -> Check:
     """Read the configured source as the extract stage would."""
-    from cubecore.corpora import load_corpus
+    from cubecore.data.corpora import load_corpus
 
     try:
         found = load_corpus(params)
@@ -74,8 +74,8 @@ def python(root: Path, path: str | None) -> Check:
 
 def root_relative() -> bool:
     """Does this version resolve relative cache paths against the repository root, also inside
-    DVC's temporary experiment copies (``cubecore.paths``)?"""
-    return importlib.util.find_spec("cubecore.paths") is not None
+    DVC's temporary experiment copies (``cubecore.core.paths``)?"""
+    return importlib.util.find_spec("cubecore.core.paths") is not None
 
 
 def cache_writable(root: Path, cache_dir: str) -> Check:

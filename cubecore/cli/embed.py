@@ -41,10 +41,10 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> None:
     import logging
 
-    from cubecore.config import load_params
-    from cubecore.extraction import embed_shard
+    from cubecore.core.config import load_params
+    from cubecore.data.extraction import embed_shard
 
-    logging.getLogger("cubecore.extraction").setLevel(logging.INFO)  # a long run says how far it is
+    logging.getLogger("cubecore.data.extraction").setLevel(logging.INFO)  # a long run says how far it is
     params = load_params(args.params)
     index, count = args.shard
     done = embed_shard(params, index, count, args.workers or params.extract.workers)

@@ -21,11 +21,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cubecore.artifacts import atomic_path
+from cubecore.core.artifacts import atomic_path
 from cubecore.cli.report import EVAL, cell, dvc, leaves, param_cell, table, verdict
-from cubecore.config import RUN_SETTINGS
-from cubecore.errors import CubecoreError
-from cubecore.frontier import basis
+from cubecore.core.config import RUN_SETTINGS
+from cubecore.core.errors import CubecoreError
+from cubecore.core.frontier import basis
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from cubecore.cli.report import anatomy_rows
-from cubecore.errors import CubecoreError
+from cubecore.core.errors import CubecoreError
 
 NOT_MODELS = ("cube", "cube_vs_best_baseline", "anatomy")
 

@@ -17,9 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cubecore.artifacts import atomic_path
-from cubecore.errors import CubecoreError
-from cubecore.frontier import basis
+from cubecore.core.artifacts import atomic_path
+from cubecore.core.errors import CubecoreError
+from cubecore.core.frontier import basis
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def verdict(low: float, high: float) -> str:
 
 
 def anatomy_rows(evaluation: dict) -> dict[str, str]:
-    """What the cube computes, per evaluated split (``cubecore.anatomy``): how much of its output
+    """What the cube computes, per evaluated split (``cubecore.evaluation.anatomy``): how much of its output
     the affine fits of its input explain, and the cube beside its lattice switched off."""
     anatomy, rows = evaluation.get("anatomy", {}), {}
     for split, entry in anatomy.items():
