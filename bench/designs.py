@@ -43,13 +43,13 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cubecore.core.config import load_params  # noqa: E402
+from cubecore.core.lineup import BASELINES  # noqa: E402
 from cubecore.evaluation.anatomy import lattice_steps  # noqa: E402
 from cubecore.evaluation.bootstrap import interval, resample_means  # noqa: E402
-from cubecore.core.config import load_params  # noqa: E402
 from cubecore.evaluation.run import evaluate, per_row  # noqa: E402
-from cubecore.core.lineup import BASELINES  # noqa: E402
+from cubecore.model.inference import predict  # noqa: E402
 from cubecore.training.modes import get_mode  # noqa: E402
-from cubecore.training.loop import predict  # noqa: E402
 from cubecore.training.run import load_model, load_split, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,11 +176,11 @@ def main() -> None:
         start = time.perf_counter()
         train_metrics, _ = train(params, args.data, args.split, model_dir, progress=False)
         trained = time.perf_counter() - start
-        metrics, _ = evaluate(params, args.data, args.split, model_dir)
+        metrics = evaluate(params, args.data, args.split, model_dir).metrics
         report = metrics["confidence"]["split"]
         if test_rows is None:
             mode = get_mode(params.train.mode)
-            _, splits = load_split(args.data, args.split, mode.pairing, params.train.autoencoder.noise,
+            _, splits = load_split(args.data, args.split, mode.pairing, mode.pairing.input_noise(params.train),
                                    params.base.seed, ("train", "val", report))
             test_rows = splits[report]
         model, _ = load_model(model_dir)

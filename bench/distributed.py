@@ -23,8 +23,8 @@ import yaml
 
 from cubecore.core.config import load_params
 from cubecore.evaluation.scoring import prediction_scores
+from cubecore.model.inference import predict
 from cubecore.training.modes import get_mode
-from cubecore.training.loop import predict
 from cubecore.training.run import load_model, load_split
 
 FIGURES = ("cosine", "mrr", "recall@1")
@@ -55,7 +55,7 @@ def run(root: Path, processes: int, name: str, changes: list[str]) -> dict:
     speed = json.loads((out / "speed.json").read_text())["train"]
     params = load_params(out / "params.yaml")
     mode = get_mode(params.train.mode)
-    _, splits = load_split("data/extract", "data/split", mode.pairing, params.train.autoencoder.noise,
+    _, splits = load_split("data/extract", "data/split", mode.pairing, mode.pairing.input_noise(params.train),
                            params.base.seed, ("train", "test"))
     model, _ = load_model(out / "model")
     test = prediction_scores(predict(model, splits["test"].inputs), splits["test"].targets, splits["test"].target_ids)

@@ -72,8 +72,8 @@ def batch_reads(root: Path, batches: int, batch_size: int) -> dict:
 def evaluate_child(root: Path, steady: bool) -> dict:
     """Run in a fresh process: ``evaluate`` on the project, with or without the steady heap."""
     from cubecore.core.config import load_params
-    from cubecore.evaluation.run import evaluate
     from cubecore.core.stage import steady_heap
+    from cubecore.evaluation.run import evaluate
 
     if steady:
         steady_heap()
@@ -89,8 +89,8 @@ def train_child(root: Path, steady: bool, steps: int = 100) -> dict:
     from train import rate, training_step
 
     from cubecore.core.config import load_params
-    from cubecore.model.cube import CubicCore
     from cubecore.core.stage import steady_heap
+    from cubecore.model.cube import CubicCore
 
     if steady:
         steady_heap()

@@ -100,7 +100,7 @@ def main() -> None:
         summary = train(params, args.data, args.split, model_dir, live=recorder, progress=False,
                         pretrained_dir=work / "pretrain")["train"]
         seconds = time.perf_counter() - began
-        metrics, _ = evaluate(params, args.data, args.split, model_dir)
+        metrics = evaluate(params, args.data, args.split, model_dir).metrics
         cube, ridge = metrics["cube"]["val"], metrics["ridge"]["val"]["cosine"]
         goal = goal if goal is not None else max(row["val_cosine"] for row in recorder.rows)
         to_ridge, to_goal = reach(recorder.rows, ridge), reach(recorder.rows, goal)

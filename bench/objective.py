@@ -17,13 +17,14 @@ import time
 
 import torch
 
-from cubecore.evaluation.baselines import LinearMap
 from cubecore.core.config import load_params
+from cubecore.evaluation.baselines import LinearMap
 from cubecore.model.cube import CubicCore
+from cubecore.training.loop import Trainer
 from cubecore.training.modes import get_mode
 from cubecore.training.pairings import TaskData
-from cubecore.training.loop import Trainer, seed_everything
 from cubecore.training.run import load_split
+from cubecore.training.runtime import seed_everything
 
 
 def main() -> None:
@@ -43,7 +44,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     params = load_params(args.params)
     seed = params.base.seed
-    _, splits = load_split(args.data, args.split, get_mode(params.train.mode).pairing, params.train.autoencoder.noise, seed,
+    _, splits = load_split(args.data, args.split, get_mode(params.train.mode).pairing, get_mode(params.train.mode).pairing.input_noise(params.train), seed,
                            ("train", "val"))
     if args.train_rows:
         rows = splits["train"]

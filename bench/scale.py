@@ -100,32 +100,34 @@ def run_stage(stage: str, work: Path, max_steps: int, queries: int) -> dict:
 
     if stage == "train":
         from cubecore.core.config import as_dict
-        from cubecore.model.cube import CubicCore
         from cubecore.data.rows import MappedRows
+        from cubecore.model.cube import CubicCore
+        from cubecore.training.identity import run_key
+        from cubecore.training.loop import Trainer
         from cubecore.training.pairings import TaskData
-        from cubecore.training.loop import Trainer, run_key, seed_everything
+        from cubecore.training.runtime import seed_everything
 
-        data, splits = load_split(work / "data", work / "split", pairing, p.train.autoencoder.noise,
+        data, splits = load_split(work / "data", work / "split", pairing, pairing.input_noise(p.train),
                                   p.base.seed, ("train", "val"))
         train, val = splits["train"], splits["val"]
-        key = run_key(as_dict(p.cube), as_dict(p.train), p.base.seed, train.inputs, val.targets)
         rows = max_steps * p.train.batch_size  # the first rows, still read from the map per batch
         capped = TaskData(*(MappedRows(part.matrix, part.ids[:rows]) for part in (train.inputs, train.targets)),
                           train.target_ids[:rows])
         seed_everything(p.base.seed)
         model = CubicCore(p.cube, DIM)
+        key = run_key("cube", model, p.train, p.base.seed, capped, val, as_dict(p.cube))
         summary = Trainer(model, p.train, p.base.seed, key, name="cube").fit(capped, val, progress=False)
         return {"train_rows": len(train), "trained_rows": len(capped), "val_rows": len(val),
                 "val_cosine": round(summary["val_cosine"], 4)}
     if stage == "evaluate":
+        from cubecore.core.stage import steady_heap
         from cubecore.evaluation.baselines import fit_ridge
         from cubecore.evaluation.run import AnswerBank
         from cubecore.evaluation.scoring import target_ranks
-        from cubecore.core.stage import steady_heap
-        from cubecore.training.loop import predict
+        from cubecore.model.inference import predict
 
         steady_heap()  # as the evaluate stage does
-        data, splits = load_split(work / "data", work / "split", pairing, p.train.autoencoder.noise,
+        data, splits = load_split(work / "data", work / "split", pairing, pairing.input_noise(p.train),
                                   p.base.seed, ("train", "val", "test"))
         train, test = splits["train"], splits["test"]
         ridge, alpha = fit_ridge(train, p.evaluate.ridge_alphas, p.base.seed)

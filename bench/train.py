@@ -24,13 +24,14 @@ import resource
 import time
 
 import torch
+from reference_cube import ReferenceCube
 
 from cubecore.core.artifacts import write_json
-from cubecore.evaluation.baselines import ResidualMLP
 from cubecore.core.config import load_params
+from cubecore.evaluation.baselines import ResidualMLP
 from cubecore.model.cube import CubicCore
+from cubecore.model.inference import parameter_count
 from cubecore.training.losses import combined_loss
-from reference_cube import ReferenceCube
 
 log = logging.getLogger("bench.train")
 
@@ -88,8 +89,8 @@ def main() -> None:
     cube = CubicCore(params.cube, args.dim)
     flops = cube.flops_per_sample()
     log.info("cube: %d parameters, %.2f MFLOP per sample forward (useful), batch %d, %d threads",
-             cube.parameter_count(), flops / 1e6, batch, torch.get_num_threads())
-    mlp = ResidualMLP(args.dim, ResidualMLP.hidden_for(args.dim, cube.parameter_count()))
+             parameter_count(cube), flops / 1e6, batch, torch.get_num_threads())
+    mlp = ResidualMLP(args.dim, ResidualMLP.hidden_for(args.dim, parameter_count(cube)))
     steps = {
         "before": training_step(ReferenceCube(copy.deepcopy(cube)), batch, args.dim, loss),
         "after": training_step(copy.deepcopy(cube), batch, args.dim, loss),
@@ -120,7 +121,7 @@ def main() -> None:
 
     results = {
         "threads": torch.get_num_threads(), "batch_size": batch, "rounds": args.rounds,
-        "cube_parameters": cube.parameter_count(), "cube_flops_per_sample": flops,
+        "cube_parameters": parameter_count(cube), "cube_flops_per_sample": flops,
         "before": cube_row("before", "dense_fp32"), "after": cube_row("after", "dense_fp32"),
         "after_bf16": cube_row("after_bf16", "dense_bf16"),
         **({"after_compiled": cube_row("after_compiled", "dense_fp32"),

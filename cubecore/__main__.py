@@ -12,7 +12,16 @@ from __future__ import annotations
 
 import argparse
 
-from cubecore.cli import Parser, answer, doctor, embed, experiments, info, quiet_logging, report
+from cubecore.cli import (
+    Parser,
+    answer,
+    doctor,
+    embed,
+    experiments,
+    info,
+    quiet_logging,
+    report,
+)
 from cubecore.core.stage import main_guard
 
 

@@ -1,7 +1,7 @@
 """DVC stage `ceiling`: the teacher fine-tuned as a dual encoder, beside the frozen one (opt-in)."""
 from cubecore.core.artifacts import write_json
-from cubecore.evaluation.ceiling import ceiling
 from cubecore.core.stage import main_guard, stage_args, write_speed
+from cubecore.evaluation.ceiling import ceiling
 
 
 @main_guard

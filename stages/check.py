@@ -4,8 +4,8 @@ It runs first on every `dvc repro` / `dvc exp run` (always_changed) and imports 
 so a bad value stops the run here, before DVC deletes any other stage's outputs.
 """
 from cubecore.core.artifacts import write_json
-from cubecore.data.inputs import fingerprint_inputs
 from cubecore.core.stage import main_guard, stage_args
+from cubecore.data.inputs import fingerprint_inputs
 
 
 @main_guard

@@ -3,31 +3,30 @@ the opt-in gates of `evaluate.require` (a miss exits 1 after everything is writt
 from pathlib import Path
 
 from cubecore.core import gates
-
-from cubecore.evaluation import plots
 from cubecore.core.artifacts import write_json
-from cubecore.evaluation.run import HEADLINE, MODELS, evaluate
 from cubecore.core.stage import main_guard, stage_args, steady_heap, write_speed
+from cubecore.evaluation import plots
+from cubecore.evaluation.run import HEADLINE, MODELS, evaluate
 
 
 @main_guard
 def main() -> None:
     args, params = stage_args(__doc__, "data", "split", "model", "live", "plots", "metrics", "speed")
     steady_heap()
-    metrics, curves = evaluate(params, args.data, args.split, args.model)
-    write_json(args.metrics, metrics)
-    out, mode = Path(args.plots), metrics["setup"]["mode"]
+    result = evaluate(params, args.data, args.split, args.model)
+    write_json(args.metrics, result.metrics)
+    out, mode = Path(args.plots), result.mode
     plots.training_curves(Path(args.live) / "plots" / "metrics", out / "training_curves.png",
                           f"Cube training ({mode})", monitor=params.train.monitor)
-    plots.cosine_histogram(curves["cosine"], out / "val_cosine_hist.png", f"Validation cosine per row ({mode})")
-    plots.recall_at_k(curves["recall"], out / "recall_at_k.png", out / "recall_at_k.csv",
+    plots.cosine_histogram(result.cosine, out / "val_cosine_hist.png", f"Validation cosine per row ({mode})")
+    plots.recall_at_k(result.recall, out / "recall_at_k.png", out / "recall_at_k.csv",
                       f"Retrieval of the true target among validation targets ({mode})")
-    plots.headline_bars(metrics, MODELS, HEADLINE, out / "headline.png", f"Validation metrics per model ({mode})")
-    plots.frontier(curves["frontier"], out / "frontier.png", out / "frontier.csv",
-                   f"Cube against the baselines' frontier ({curves['frontier']['split']}, {mode})")
-    plots.anatomy(curves["anatomy"], out / "anatomy.png", f"What the cube computes ({mode})")
+    plots.headline_bars(result.metrics, MODELS, HEADLINE, out / "headline.png", f"Validation metrics per model ({mode})")
+    plots.frontier(result.frontier, out / "frontier.png", out / "frontier.csv",
+                   f"Cube against the baselines' frontier ({result.frontier['split']}, {mode})")
+    plots.anatomy(result.anatomy, out / "anatomy.png", f"What the cube computes ({mode})")
     write_speed(args.speed, {"evaluate": {}})
-    gates.enforce(params.evaluate.require, params.evaluate.recall_at, metrics)
+    gates.enforce(params.evaluate.require, params.evaluate.recall_at, result.metrics)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """DVC stage `extract`: dialogue source -> distinct texts -> teacher embeddings."""
 from cubecore.core.artifacts import write_json
-from cubecore.data.extraction import extract
 from cubecore.core.stage import main_guard, stage_args, write_speed
+from cubecore.data.extraction import extract
 
 
 @main_guard

@@ -1,7 +1,7 @@
 """DVC stage `filter`: quality rules over pairs; removed pairs go to a rejects file."""
 from cubecore.core.artifacts import write_json
-from cubecore.data.filtering import filter_pairs
 from cubecore.core.stage import main_guard, stage_args, write_speed
+from cubecore.data.filtering import filter_pairs
 
 
 @main_guard

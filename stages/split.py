@@ -1,8 +1,8 @@
 """DVC stage `split`: train/val(/test), each group (question text or conversation) placed by a
 hash of its content and the seed."""
 from cubecore.core.artifacts import write_json
-from cubecore.data.splitting import split_pairs
 from cubecore.core.stage import main_guard, stage_args, write_speed
+from cubecore.data.splitting import split_pairs
 
 
 @main_guard

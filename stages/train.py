@@ -6,9 +6,9 @@ import contextlib
 
 from dvclive import Live
 
-from cubecore.training import distributed
 from cubecore.core.artifacts import write_json
 from cubecore.core.stage import main_guard, stage_args, write_speed
+from cubecore.training import distributed
 from cubecore.training.run import train
 
 

@@ -7,8 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cubecore.evaluation.anatomy import anatomy, fit_general, fit_trivial, lattice_steps, r_squared
 from cubecore.core.config import CubeParams
+from cubecore.evaluation.anatomy import (
+    anatomy,
+    fit_general,
+    fit_trivial,
+    lattice_steps,
+    r_squared,
+)
 from cubecore.model.cube import CubicCore
 from cubecore.training.pairings import TaskData
 

@@ -38,10 +38,10 @@ def test_the_trained_model_gets_the_usual_mode(tmp_path, mask):
     """safetensors creates its files 0600; models/cube/model.safetensors must be readable as
     any file this user writes (0666 minus the umask), like model.json beside it."""
     import torch
+    from test_trainer import synthetic
 
     from cubecore.core.config import CubeParams, Params, TrainParams
     from cubecore.training.run import train
-    from test_trainer import synthetic
 
     n, data, split = 40, tmp_path / "extract", tmp_path / "split"
     rows = synthetic(n, 1)

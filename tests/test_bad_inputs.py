@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from cubecore.core.config import DataParams, FilesParams
-from cubecore.data.corpora import _yaml_conversations, load_corpus
 from cubecore.core.errors import CubecoreError
+from cubecore.data.corpora import _yaml_conversations, load_corpus
 
 BAD = Path(__file__).parent / "data" / "bad_inputs"
 

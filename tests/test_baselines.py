@@ -5,9 +5,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cubecore.evaluation.baselines import (Blend, LinearMap, MeanTarget, Moments, ResidualMLP, blend_family, fit_baselines,
-                                fit_ridge)
 from cubecore.core.config import LossParams, TrainParams
+from cubecore.evaluation.baselines import (
+    Blend,
+    LinearMap,
+    MeanTarget,
+    Moments,
+    ResidualMLP,
+    blend_family,
+    fit_baselines,
+    fit_ridge,
+)
 from cubecore.training.pairings import TaskData
 
 DIM = 8
@@ -91,7 +99,7 @@ def test_trained_baselines_learn_beyond_the_identity(tmp_path):
     train, val = linear_data(256, 4, noise=0.1), linear_data(64, 5, noise=0.1)
     params = TrainParams(epochs=6, batch_size=32, lr=0.01, patience=10, checkpoint_dir=str(tmp_path),
                          loss=LossParams(cosine=1.0, infonce=0.1))
-    models, info = fit_baselines(train, val, params, [0.1, 1.0], seed=0, cube_parameters=200, key="t")
+    models, info = fit_baselines(train, val, params, [0.1, 1.0], seed=0, cube_parameters=200)
     assert set(models) == {"identity", "mean", "ridge", "linear", "mlp"}
     assert info["linear_parameters"] == DIM * DIM + DIM
 
@@ -117,7 +125,7 @@ def test_trained_baselines_are_cached_by_what_defines_them(tmp_path, caplog):
     def fit(p):
         caplog.clear()
         with caplog.at_level(logging.INFO):
-            models, _ = fit_baselines(train, val, p, [1.0], seed=0, cube_parameters=200, key="t")
+            models, _ = fit_baselines(train, val, p, [1.0], seed=0, cube_parameters=200)
         epochs = sum(" epoch " in r.getMessage() for r in caplog.records)
         return models, epochs, [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
 
@@ -158,7 +166,7 @@ def test_ridge_of_a_noisy_pairing_is_a_denoiser(tmp_path):
     params = TrainParams(epochs=1, batch_size=64, checkpoint_dir=str(tmp_path))
 
     def ridge_cosine(noise):
-        models, _ = fit_baselines(train, val, params, [0.1, 1.0], seed=0, cube_parameters=200, key=f"n{noise}",
+        models, _ = fit_baselines(train, val, params, [0.1, 1.0], seed=0, cube_parameters=200,
                                   noise=noise)
         return float(F.cosine_similarity(models["ridge"](noisy_val), val.targets).mean())
 

@@ -4,9 +4,9 @@ frontier point row by row (tests/test_evaluation.py has its coverage and width c
 import numpy as np
 import pytest
 
+from cubecore.core.frontier import margin
 from cubecore.evaluation.bootstrap import resample_means
 from cubecore.evaluation.run import confidence
-from cubecore.core.frontier import margin
 
 
 @pytest.mark.parametrize("row", [0, 4])

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_trainer import CUBE, NanAfter, fit, params, synthetic
 
 from cubecore.core.config import BaseParams, Params
-from cubecore.model.cube import CubicCore
 from cubecore.core.errors import CubecoreError
 from cubecore.data.extraction import extract
+from cubecore.model.cube import CubicCore
 from cubecore.training.loop import Trainer
-from test_trainer import CUBE, NanAfter, fit, params, synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import TINY, merge
+
 from cubecore.__main__ import build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,10 +19,10 @@ def project(tmp_path_factory):
     """extract -> filter -> split -> train -> evaluate, in-process, with tiny params and a test split."""
     from cubecore.core.artifacts import write_json
     from cubecore.core.config import load_params
-    from cubecore.evaluation.run import evaluate
     from cubecore.data.extraction import extract
     from cubecore.data.filtering import filter_pairs
     from cubecore.data.splitting import split_pairs
+    from cubecore.evaluation.run import evaluate
     from cubecore.training.run import pretrain, train
 
     root = tmp_path_factory.mktemp("cli")
@@ -44,7 +44,7 @@ def project(tmp_path_factory):
         results, speed = train(params, "data/extract", "data/split", "models/cube", progress=False)
         write_json("metrics/train.json", results)
         write_json("metrics/speed/train.json", speed)
-        write_json("metrics/eval.json", evaluate(params, "data/extract", "data/split", "models/cube")[0])
+        write_json("metrics/eval.json", evaluate(params, "data/extract", "data/split", "models/cube").metrics)
     finally:
         os.chdir(old)
     return root

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from cubecore.core.config import DataParams, FilesParams, load_params
-from cubecore.data.corpora import chatterbot_corpus, load_corpus
 from cubecore.core.errors import CubecoreError
+from cubecore.data.corpora import chatterbot_corpus, load_corpus
 
 
 def files_source(*paths, **files) -> DataParams:

@@ -3,12 +3,17 @@ import dataclasses
 
 import pytest
 import torch
+from test_trainer import params, synthetic
 
 from cubecore.core.config import CubeParams, CurriculumParams
 from cubecore.model.cube import CubicCore
-from cubecore.training.curriculum import admit, admitted_fraction, admitted_rows, difficulty
+from cubecore.training.curriculum import (
+    admit,
+    admitted_fraction,
+    admitted_rows,
+    difficulty,
+)
 from cubecore.training.loop import Trainer
-from test_trainer import params, synthetic
 
 LINEAR = CurriculumParams(schedule="linear", start_fraction=0.25, ramp_fraction=0.5)
 

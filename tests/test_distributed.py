@@ -20,8 +20,8 @@ import yaml
 
 from cubecore.core import artifacts
 from cubecore.core.config import load_params
-from cubecore.training.distributed import SINGLE, Group
 from cubecore.core.errors import CubecoreError
+from cubecore.training.distributed import SINGLE, Group
 
 REPO = Path(__file__).resolve().parents[1]
 DIM = 64

@@ -1,7 +1,6 @@
 """The content-addressed embedding cache and extraction's use of it."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -13,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from test_paths import extract_figures
 
 from cubecore.core.config import TeacherParams
 from cubecore.data.embcache import EmbeddingCache
 from cubecore.data.extraction import embed_with_cache
-from test_paths import extract_figures
 
 
 def vectors(n: int, dim: int = 4, seed: int = 0) -> np.ndarray:

@@ -16,13 +16,19 @@ import torch
 import yaml
 
 from cubecore.core import artifacts
-
-from cubecore.evaluation import plots
-from cubecore.evaluation.bootstrap import interval, resample_means
-from cubecore.core.config import CubeParams, EvaluateParams, LossParams, Params, SplitParams, TrainParams
-from cubecore.evaluation.run import MODELS, evaluate
+from cubecore.core.config import (
+    CubeParams,
+    EvaluateParams,
+    LossParams,
+    Params,
+    SplitParams,
+    TrainParams,
+)
 from cubecore.core.frontier import dominates, frontier_report, margin, pareto_front
 from cubecore.core.lineup import BASELINES, HEADLINE
+from cubecore.evaluation import plots
+from cubecore.evaluation.bootstrap import interval, resample_means
+from cubecore.evaluation.run import MODELS, evaluate
 from cubecore.training.run import train
 
 POINTS = {"a": (0.5, 0.2), "b": (0.4, 0.3), "c": (0.3, 0.1), "d": (0.4, 0.2)}  # c, d are dominated
@@ -130,7 +136,8 @@ def evaluated(synthetic):
     handler.emit = lambda record: warnings.append(record.getMessage())
     logging.getLogger("cubecore.evaluation.run").addHandler(handler)
     try:
-        metrics, curves = evaluate(*synthetic)
+        result = evaluate(*synthetic)
+        metrics, curves = result.metrics, result
     finally:
         logging.getLogger("cubecore.evaluation.run").removeHandler(handler)
     return metrics, curves, warnings
@@ -152,7 +159,8 @@ def report_differs(synthetic, tmp_path_factory):
     artifacts.write_pairs(changed / "test.tsv", artifacts.Pairs(rows, rows, [str(r) for r in rows],
                                                                 np.zeros(len(rows), dtype=np.int64)))
     params = dataclasses.replace(params, evaluate=dataclasses.replace(params.evaluate, recall_at=[1, 6, 12]))
-    return evaluate(params, data, changed, model)
+    result = evaluate(params, data, changed, model)
+    return result.metrics, result
 
 
 def test_evaluate_reports_every_model_on_val_and_test(evaluated):
@@ -160,7 +168,7 @@ def test_evaluate_reports_every_model_on_val_and_test(evaluated):
     for name in MODELS:
         assert set(metrics[name]) == {"val", "test"}
         assert metrics[name]["test"]["candidates"] == 6
-    assert set(curves["recall"]) == set(MODELS)
+    assert set(curves.recall) == set(MODELS)
     assert metrics["setup"]["report_split"] == "test"
 
 
@@ -178,7 +186,7 @@ def test_the_frontier_points_are_the_models_metrics(evaluated):
     summary (a separate path): they agree, and blend@0 / blend@1 point like ridge / identity."""
     metrics, curves, _ = evaluated
     for split in ("val", "test"):
-        points = curves["frontier"]["points"][split]
+        points = curves.frontier["points"][split]
         assert set(points) == {"cube", "identity", "mean", "ridge", "linear", "mlp", "blend@0", "blend@0.5", "blend@1",
                                *(f"shift@{k / 10:g}" for k in range(41))}
         assert points["shift@0"] == pytest.approx(points["identity"], abs=1e-5)  # x + 0 * mean is the input
@@ -197,7 +205,7 @@ def test_the_frontier_report_is_the_pareto_verdict_on_the_baselines_points(evalu
     cube, the frontier and the margin, worked out here from their definitions."""
     metrics, curves, _ = evaluated
     for split in ("val", "test"):
-        points = dict(curves["frontier"]["points"][split])
+        points = dict(curves.frontier["points"][split])
         cube = points.pop("cube")
         report = metrics["frontier"][split]
         assert set(points) == {"identity", "mean", "ridge", "linear", "mlp", "blend@0", "blend@0.5", "blend@1",
@@ -249,7 +257,7 @@ def test_the_best_baseline_per_metric_is_chosen_on_val_not_on_the_report_split(r
 def test_the_blend_weight_is_chosen_on_val_not_on_the_report_split(report_differs):
     """The blend with the best val cosine + MRR (blend@0 here); test would pick blend@1."""
     metrics, curves = report_differs
-    points = curves["frontier"]["points"]
+    points = curves.frontier["points"]
     on = {split: max((0.0, 0.5, 1.0), key=lambda a: sum(points[split][f"blend@{a:g}"])) for split in ("val", "test")}
     assert on == {"val": 0.0, "test": 1.0}
     assert metrics["setup"]["blend_weight"] == on["val"]
@@ -273,7 +281,7 @@ def test_the_frontier_points_are_plot_data_not_metrics(evaluated, tmp_path):
     frontier CSV holds the report split's points: the cube first, the baselines, the frontier flagged."""
     metrics, curves, _ = evaluated
     assert set(metrics["frontier"]["test"]) == {"cube", "frontier", "dominated", "dominated_by", "margin", "saturated"}
-    plots.frontier(curves["frontier"], tmp_path / "frontier.png", tmp_path / "frontier.csv", "t")
+    plots.frontier(curves.frontier, tmp_path / "frontier.png", tmp_path / "frontier.csv", "t")
     with open(tmp_path / "frontier.csv", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert rows[0]["model"] == "cube"
@@ -288,7 +296,7 @@ def test_changing_only_recall_at_retrains_no_baseline(synthetic, evaluated, capl
     params, *paths = synthetic
     changed = dataclasses.replace(params, evaluate=dataclasses.replace(params.evaluate, recall_at=[1, 2]))
     with caplog.at_level(logging.INFO):
-        metrics, _ = evaluate(changed, *paths)
+        metrics = evaluate(changed, *paths).metrics
     lines = [r.getMessage() for r in caplog.records]
     assert not [line for line in lines if " epoch " in line]
     for name in ("mlp", "linear"):
@@ -334,9 +342,9 @@ def test_anatomy_and_the_trivial_class_are_in_every_evaluation(evaluated, tmp_pa
     for split in ("val", "test"):
         assert {"cube", "trivial", "general", "lattice_off", "step_share"} <= set(anatomy[split])
         assert anatomy[split]["cube"] == {m: metrics["cube"][split][m] for m in ("cosine", "mrr")}
-    val = curves["frontier"]["points"]["val"]
+    val = curves.frontier["points"]["val"]
     chosen = max((n for n in val if n.startswith("shift@")), key=lambda n: sum(val[n]))  # best val cosine + MRR
     assert metrics["setup"]["shift_weight"] == float(chosen.split("@")[1])
     assert val[chosen] == pytest.approx((metrics["shift"]["val"]["cosine"], metrics["shift"]["val"]["mrr"]), abs=1e-4)
-    plots.anatomy(curves["anatomy"], tmp_path / "anatomy.png", "anatomy")
+    plots.anatomy(curves.anatomy, tmp_path / "anatomy.png", "anatomy")
     assert (tmp_path / "anatomy.png").stat().st_size > 10_000

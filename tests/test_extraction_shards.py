@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from test_cli import in_process, one_error_line
 
 from cubecore.core.config import TeacherParams
 from cubecore.data.embcache import EmbeddingCache
 from cubecore.data.extraction import embed_with_cache
-from test_cli import in_process, one_error_line
 
 REPO = Path(__file__).resolve().parents[1]
 TEXTS = ["Good morning!", "How is the weather today?", "It is sunny and warm, with a light breeze from the west.",

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from cubecore.core.frontier import dominates, frontier_report, margin, pareto_front
 from cubecore.evaluation.baselines import Blend, Linear, blend_family
 from cubecore.evaluation.run import blend_rows, per_row
-from cubecore.core.frontier import dominates, frontier_report, margin, pareto_front
 from cubecore.training.pairings import TaskData
 
 

@@ -34,7 +34,7 @@ TRAIN = textwrap.dedent("""
         Trainer(cube, params, 0, "cube-run", name="cube").fit(rows(64, 1), rows(32, 2))
         params.batch_size = 2  # 1024 steps per epoch: a bar would redraw hundreds of times
         mlp = ResidualMLP(64, ResidualMLP.hidden_for(64, 500))
-        fit_trained(mlp, rows(2048, 1), rows(32, 2), params, 0, "mlp-run", "mlp")
+        fit_trained(mlp, rows(2048, 1), rows(32, 2), params, 0, "mlp")
 
     main()
 """)
@@ -73,7 +73,7 @@ def assert_readable(text: str) -> None:
 def test_training_log_has_one_named_line_per_epoch(tmp_path):
     text = run_logged(tmp_path, TRAIN, str(tmp_path / "checkpoints"))
     assert_readable(text)
-    epochs = re.findall(r"cubecore\.trainer: (\w+) epoch (\d+)/2: train_loss [0-9.]+, val_loss", text)
+    epochs = re.findall(r"cubecore\.training\.loop: (\w+) epoch (\d+)/2: train_loss [0-9.]+, val_loss", text)
     assert epochs == [("cube", "1"), ("cube", "2"), ("mlp", "1"), ("mlp", "2")], text
 
 

@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from cubecore.core.config import LossParams
-from cubecore.training.losses import Objective, combined_loss, cosine_loss, info_nce_loss
+from cubecore.training.losses import (
+    Objective,
+    combined_loss,
+    cosine_loss,
+    info_nce_loss,
+)
 
 E = torch.eye(3)
 

@@ -2,10 +2,14 @@
 import numpy as np
 import pytest
 import torch
-
 import torch.nn.functional as F
 
-from cubecore.evaluation.scoring import mixed_retrieval_ranks, retrieval_ranks, retrieval_summary, target_ranks
+from cubecore.evaluation.scoring import (
+    mixed_retrieval_ranks,
+    retrieval_ranks,
+    retrieval_summary,
+    target_ranks,
+)
 
 CANDIDATES = torch.eye(4)  # candidate j is the basis vector e_j, so pred[i, j] orders the scores
 PRED = torch.tensor([[3.0, 2.0, 1.0, 0.0],    # true 2: two candidates score higher -> rank 3

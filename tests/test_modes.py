@@ -6,24 +6,32 @@ import re
 import numpy as np
 import pytest
 import torch
+from test_trainer import params, synthetic
 
-from cubecore.core import artifacts
-from cubecore.core.config import (CHOICES, CubeParams, DualParams, EvaluateParams, Params, PretrainParams, TrainParams,
-                             load_params)
-from cubecore.core.errors import CubecoreError
-from cubecore.evaluation.run import evaluate
-from cubecore.core.lineup import MODELS
-from cubecore.training.losses import combined_loss, cosine_loss
 from cubecore.cli.report import models
+from cubecore.core import artifacts
+from cubecore.core.config import (
+    CHOICES,
+    CubeParams,
+    DualParams,
+    EvaluateParams,
+    Params,
+    PretrainParams,
+    TrainParams,
+    load_params,
+)
+from cubecore.core.errors import CubecoreError
+from cubecore.core.lineup import MODELS
+from cubecore.evaluation.run import evaluate
+from cubecore.evaluation.targets import seed_targets
+from cubecore.training.loop import Trainer
+from cubecore.training.losses import combined_loss, cosine_loss
 from cubecore.training.modes import MODES, get_mode
 from cubecore.training.modes.base import pairing_loss
 from cubecore.training.modes.bidirectional import TwoCubes
 from cubecore.training.modes.dual import dual_weights
-from cubecore.evaluation.targets import seed_targets
 from cubecore.training.pairings import AUTOENCODER, DIALOGUE
-from cubecore.training.loop import Trainer
 from cubecore.training.run import load_model, pretrain, train
-from test_trainer import params, synthetic
 
 CUBE = CubeParams(lattice=[4, 4, 4], channels=4, hidden=8, position_channels=2, steps=1)
 
@@ -162,7 +170,7 @@ def test_train_and_evaluate_report_the_modes_views(tmp_path, on_disk, name, view
     assert metrics["train"]["within_memory_limit"] is (speed["train"]["peak_memory_mb"] <= 8 * 1024)
     model, info = load_model(tmp_path / "model")
     assert info["mode"] == name and type(model) is type(get_mode(name).build(CUBE, 64))
-    scores, _ = evaluate(p, on_disk / "extract", on_disk / "split", tmp_path / "model")
+    scores = evaluate(p, on_disk / "extract", on_disk / "split", tmp_path / "model").metrics
     assert scores["setup"]["mode"] == name
     assert models(scores) == list(MODELS)  # the review report's model list
     assert set(scores["views"][view]) == {"cube", "identity", "ridge"}

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import plain_path
+
 from cubecore.evaluation.run import MODELS
 
 REPO = Path(__file__).resolve().parents[1]

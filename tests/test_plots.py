@@ -8,8 +8,8 @@ from matplotlib.container import BarContainer
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
-from cubecore.evaluation import plots
 from cubecore.core.frontier import frontier_report
+from cubecore.evaluation import plots
 from cubecore.training.loop import log_epoch
 
 # any names, any number: the plots must not assume the pipeline's current model list

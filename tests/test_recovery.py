@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from test_pipeline import FILES, user_pairs
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,11 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from cubecore.core import artifacts
-
 from cubecore.data import rows
 from cubecore.evaluation.baselines import Moments
-from cubecore.evaluation.scoring import retrieval_ranks
 from cubecore.evaluation.nearest import nearest
+from cubecore.evaluation.scoring import retrieval_ranks
 
 
 def rss_file_kb() -> int:

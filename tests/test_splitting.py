@@ -10,8 +10,14 @@ from cubecore.core import artifacts
 from cubecore.core.artifacts import Pairs
 from cubecore.core.config import SplitParams
 from cubecore.core.errors import CubecoreError
-from cubecore.data.splitting import (MIN_PAIRS, assign_splits, row_fingerprint, split_fingerprints, split_pairs,
-                                unit_interval)
+from cubecore.data.splitting import (
+    MIN_PAIRS,
+    assign_splits,
+    row_fingerprint,
+    split_fingerprints,
+    split_pairs,
+    unit_interval,
+)
 
 
 def write_corpus(directory, rows, shuffle_ids=None):

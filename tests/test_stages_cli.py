@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from test_filtering import PAIRS, make_dataset
 
 

@@ -7,10 +7,16 @@ import torch
 from torch import nn
 
 from cubecore.core.artifacts import Pairs
-from cubecore.core.config import TrainParams
+from cubecore.core.config import AutoencoderParams, TrainParams
 from cubecore.core.errors import CubecoreError
-from cubecore.training.pairings import AUTOENCODER, DIALOGUE, MIN_ROWS, split_tasks, task_data
 from cubecore.training.loop import Trainer
+from cubecore.training.pairings import (
+    AUTOENCODER,
+    DIALOGUE,
+    MIN_ROWS,
+    split_tasks,
+    task_data,
+)
 
 EMBEDDINGS = np.random.default_rng(0).normal(size=(12, 4)).astype(np.float32)
 
@@ -37,8 +43,13 @@ def test_autoencoder_validation_and_test_texts_are_not_training_texts():
     assert 3 in naive.tolist()
 
 
+def test_only_a_noisy_pairing_gets_noise():
+    params = TrainParams(autoencoder=AutoencoderParams(noise=0.5))
+    assert (AUTOENCODER.input_noise(params), DIALOGUE.input_noise(params)) == (0.5, 0.0)
+
+
 def test_dialogue_rows_are_the_pairs():
-    tasks = split_tasks(DIALOGUE, EMBEDDINGS, PARTS, noise=0.5, seed=1)
+    tasks = split_tasks(DIALOGUE, EMBEDDINGS, PARTS, noise=0.0, seed=1)
     assert [len(tasks[name]) for name in PARTS] == [len(pairs) for pairs in PARTS.values()]
     assert tasks["val"].target_ids.tolist() == PARTS["val"].answer_id.tolist()
     assert torch.equal(tasks["val"].inputs, torch.from_numpy(EMBEDDINGS[PARTS["val"].question_id]))

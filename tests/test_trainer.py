@@ -13,11 +13,12 @@ import pytest
 import torch
 
 from cubecore.core.config import CubeParams, LossParams, TrainParams
-from cubecore.model.cube import CubicCore
 from cubecore.core.errors import CubecoreError
-from cubecore.training.pairings import TaskData
 from cubecore.evaluation.scoring import prediction_scores
-from cubecore.training.loop import Trainer, predict
+from cubecore.model.cube import CubicCore
+from cubecore.model.inference import predict
+from cubecore.training.loop import Trainer
+from cubecore.training.pairings import TaskData
 
 CUBE = CubeParams(lattice=[4, 4, 4], channels=6, hidden=8, position_channels=2, steps=2)
 REPO = Path(__file__).resolve().parents[1]

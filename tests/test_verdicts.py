@@ -78,9 +78,10 @@ def test_gates_say_what_the_verdict_rests_on():
 
 
 def test_the_sweep_table_and_the_report_say_it_too():
+    from test_experiments import evaluation, params, record
+
     from cubecore.cli.experiments import build
     from cubecore.cli.report import frontier_section
-    from test_experiments import evaluation, params, record
 
     eval_json = evaluation(CUBE, -0.0187, -0.0213, -0.0161)
     eval_json["frontier"]["test"]["saturated"] = {"mrr": {"tied": 4, "of": 5}}  # `dvc exp show` keeps it (no list)
@@ -118,7 +119,11 @@ def test_a_teacher_that_embeds_texts_alike_cannot_make_a_run_look_perfect():
 
 
 def test_mixed_ranks_count_ties_as_target_ranks_do():
-    from cubecore.evaluation.scoring import candidate_index, mixed_retrieval_ranks, target_ranks
+    from cubecore.evaluation.scoring import (
+        candidate_index,
+        mixed_retrieval_ranks,
+        target_ranks,
+    )
 
     targets, ids = collapsed_targets()
     ids = np.concatenate([ids, ids[:4]])  # repeated answers: still one candidate each

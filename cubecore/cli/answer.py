@@ -60,10 +60,10 @@ def run(args: argparse.Namespace) -> None:
 
     from cubecore.core import artifacts
     from cubecore.core.config import TeacherParams
+    from cubecore.data.teacher import Teacher
     from cubecore.evaluation.run import AnswerBank
     from cubecore.training.modes import get_mode
     from cubecore.training.pairings import task_data
-    from cubecore.data.teacher import Teacher
     from cubecore.training.run import load_model
 
     model, info = load_model(args.model)

@@ -21,8 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cubecore.core.artifacts import atomic_path
 from cubecore.cli.report import EVAL, cell, dvc, leaves, param_cell, table, verdict
+from cubecore.core.artifacts import atomic_path
 from cubecore.core.config import RUN_SETTINGS
 from cubecore.core.errors import CubecoreError
 from cubecore.core.frontier import basis

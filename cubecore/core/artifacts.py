@@ -101,7 +101,9 @@ def atomic_dir(path: str | Path):
 def save_weights(tensors: dict, path: str | Path, metadata: dict | None = None) -> None:
     """``safetensors.torch.save_file``, but the file gets the mode a plain ``open`` would give it
     (0666 minus the umask): safetensors creates its files 0600."""
-    from safetensors.torch import save_file  # imports torch: only the stages that save weights pay for it
+    from safetensors.torch import (
+        save_file,  # imports torch: only the stages that save weights pay for it
+    )
 
     save_file(tensors, str(path), metadata=metadata)
     os.chmod(path, 0o666 & ~umask())

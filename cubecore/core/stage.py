@@ -6,15 +6,14 @@ import ctypes
 import ctypes.util
 import functools
 import logging
-import resource
 import sys
 import time
 
 from cubecore.core.artifacts import write_json
 from cubecore.core.config import Params, load_params
 from cubecore.core.errors import CubecoreError
+from cubecore.core.machine import peak_memory_mb
 from cubecore.core.paths import output_path
-
 
 STARTED = time.perf_counter()  # reset when a stage's main starts
 
@@ -24,9 +23,8 @@ def write_speed(path: str, speed: dict) -> None:
     main started (``stage_seconds``) and its peak RSS, its worker processes' included
     (``peak_memory_mb``)."""
     (stage, figures), = speed.items()
-    peak_kb = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     write_json(path, {stage: {**figures, "stage_seconds": round(time.perf_counter() - STARTED, 3),
-                              "peak_memory_mb": round(peak_kb / 1024, 1)}})
+                              "peak_memory_mb": round(peak_memory_mb(), 1)}})
 
 
 def main_guard(main):

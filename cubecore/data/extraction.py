@@ -16,10 +16,10 @@ import torch
 from cubecore.core import artifacts
 from cubecore.core.artifacts import Pairs
 from cubecore.core.config import Params, TeacherParams
-from cubecore.data.corpora import TurnPair, load_corpus
-from cubecore.data.embcache import EmbeddingCache, write_shard
 from cubecore.core.errors import CubecoreError
 from cubecore.core.paths import usable_dir
+from cubecore.data.corpora import TurnPair, load_corpus
+from cubecore.data.embcache import EmbeddingCache, write_shard
 from cubecore.data.teacher import FIDELITY_SAMPLE, Teacher
 
 log = logging.getLogger(__name__)

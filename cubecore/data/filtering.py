@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from cubecore.core import artifacts
-
-from cubecore.data import rows
 from cubecore.core.config import FilterParams
+from cubecore.data import rows
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import torch
 
 from cubecore.core.config import TeacherParams
 from cubecore.core.errors import CubecoreError
-from cubecore.data.modeldir import content_identity, resolve_model_dir
 from cubecore.core.progress import progress as progress_bar
+from cubecore.data.modeldir import content_identity, resolve_model_dir
 
 log = logging.getLogger(__name__)
 

@@ -26,10 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from cubecore.evaluation.baselines import Linear, Moments
-from cubecore.model.cube import CubicCore
 from cubecore.evaluation.scoring import target_ranks
+from cubecore.model.cube import CubicCore
+from cubecore.model.inference import predict
 from cubecore.training.pairings import TaskData
-from cubecore.training.loop import predict
 
 FIT_ROWS = 20_000  # training rows the fits see (a seeded sample beyond that): 384-d fits converge long before
 RIDGE = 1e-6  # the general fit's ridge, relative to the mean variance of the inputs

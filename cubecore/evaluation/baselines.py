@@ -20,11 +20,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from cubecore.core.config import TrainParams
-from cubecore.evaluation.modelcache import cached_fit
-from cubecore.training.modes import get_mode
 from cubecore.data.rows import MappedRows, blocks
+from cubecore.evaluation.modelcache import cached_fit
+from cubecore.model.inference import parameter_count
+from cubecore.training.identity import run_key
+from cubecore.training.loop import Trainer
+from cubecore.training.modes import get_mode
 from cubecore.training.pairings import TaskData, corrupted_once
-from cubecore.training.loop import Trainer, seed_everything
+from cubecore.training.runtime import seed_everything
 
 
 class Identity(nn.Module):
@@ -179,17 +182,18 @@ class ResidualMLP(nn.Module):
 
 
 def fit_trained(model: nn.Module, train: TaskData, val: TaskData, params: TrainParams,
-                seed: int, key: str, name: str) -> dict:
+                seed: int, name: str) -> dict:
     """Train ``model`` like the cube (same loss, epochs, early stopping on ``val``) in
     ``train.mode``'s baseline mode, or load it from the baseline cache when this exact
     training already ran (``cubecore.evaluation.modelcache``)."""
     mode = get_mode(params.mode).baseline
-    return cached_fit(model, name, params, seed, train, val,
+    key = run_key(name, model, params, seed, train, val)
+    return cached_fit(model, name, key, params.checkpoint_dir,
                       lambda: Trainer(model, params, seed, key, name=name, mode=mode).fit(train, val, progress=False))
 
 
 def fit_baselines(train: TaskData, val: TaskData, params: TrainParams, alphas: list[float],
-                  seed: int, cube_parameters: int, key: str, noise: float = 0.0) -> tuple[dict[str, nn.Module], dict]:
+                  seed: int, cube_parameters: int, noise: float = 0.0) -> tuple[dict[str, nn.Module], dict]:
     """Every baseline fitted on ``train`` (the trained ones early-stop on ``val``, as the cube does).
     ``noise`` > 0 (a noisy pairing: the trainer corrupts each batch) fits the ridge on inputs
     corrupted once, so it is a denoiser like the trained models."""
@@ -197,12 +201,12 @@ def fit_baselines(train: TaskData, val: TaskData, params: TrainParams, alphas: l
     ridge, alpha = fit_ridge(corrupted_once(train, noise, seed) if noise else train, alphas, seed)
     seed_everything(seed)
     mlp = ResidualMLP(dim, ResidualMLP.hidden_for(dim, cube_parameters))
-    fit_trained(mlp, train, val, params, seed, f"mlp-{key}", "mlp")
+    fit_trained(mlp, train, val, params, seed, "mlp")
     linear = LinearMap(dim)
-    linear_run = fit_trained(linear, train, val, params, seed, f"linear-{key}", "linear")
+    linear_run = fit_trained(linear, train, val, params, seed, "linear")
     models = {"identity": Identity(), "mean": MeanTarget(train.targets), "ridge": ridge, "linear": linear,
               "mlp": mlp}
-    info = {"ridge_alpha": alpha, "mlp_parameters": sum(p.numel() for p in mlp.parameters()),
+    info = {"ridge_alpha": alpha, "mlp_parameters": parameter_count(mlp),
             "mlp_hidden": mlp.up.out_features, "linear_parameters": dim * dim + dim,
             "linear_best_epoch": linear_run["best_epoch"]}
     return models, info

@@ -1,10 +1,8 @@
 """Trained baselines kept by content, so re-running ``evaluate`` retrains nothing unchanged.
 
-``train.checkpoint_dir/baselines/<key>.safetensors`` holds one finished model's weights and,
-in the file's metadata, the summary its training returned (best epoch, val figures). The key
-hashes what defines the result: the model's name and parameter layout, the training params
-(run settings such as ``resume`` or ``threads`` left out), the seed, and the train and val
-rows themselves (inputs and targets, which also differ per mode). So changing only
+``train.checkpoint_dir/baselines/<name>-<key>.safetensors`` holds one finished model's weights
+and, in the file's metadata, the summary its training returned (best epoch, val figures). The
+key is the run's identity (``cubecore.training.identity.run_key``). So changing only
 ``evaluate.recall_at``, a plot or the blend weights loads the baselines; changing their data
 or training params trains them afresh. The directory is outside DVC's outputs (DVC deletes
 those before a stage runs) and, like the checkpoints, shared by queued experiments
@@ -24,22 +22,13 @@ from safetensors.torch import save_file
 from torch import nn
 
 from cubecore.core.artifacts import atomic_path, umask
-from cubecore.training.checkpoints import UNLOADABLE
-from cubecore.core.config import RUN_SETTINGS, TrainParams, as_dict
 from cubecore.core.paths import usable_dir
-from cubecore.training.pairings import TaskData
-from cubecore.training.loop import run_key
+from cubecore.training.checkpoints import UNLOADABLE
 
 log = logging.getLogger(__name__)
 
-TRAIN_RUN_SETTINGS = {key.removeprefix("train.") for key in RUN_SETTINGS if key.startswith("train.")}
-
-
-def cache_file(model: nn.Module, name: str, params: TrainParams, seed: int, train: TaskData, val: TaskData) -> Path:
-    layout = [(k, list(t.shape)) for k, t in model.state_dict().items()]
-    settings = {k: v for k, v in as_dict(params).items() if k not in TRAIN_RUN_SETTINGS}
-    key = run_key(name, layout, settings, seed, train.inputs, train.targets, val.inputs, val.targets)
-    return usable_dir(params.checkpoint_dir, "train.checkpoint_dir") / "baselines" / f"{name}-{key}.safetensors"
+def cache_file(name: str, key: str, checkpoint_dir: str) -> Path:
+    return usable_dir(checkpoint_dir, "train.checkpoint_dir") / "baselines" / f"{name}-{key}.safetensors"
 
 
 def _load(model: nn.Module, path: Path) -> dict | None:
@@ -59,11 +48,10 @@ def _load(model: nn.Module, path: Path) -> dict | None:
     return summary
 
 
-def cached_fit(model: nn.Module, name: str, params: TrainParams, seed: int, train: TaskData, val: TaskData,
-               fit: Callable[[], dict]) -> dict:
+def cached_fit(model: nn.Module, name: str, key: str, checkpoint_dir: str, fit: Callable[[], dict]) -> dict:
     """``fit()``'s summary, with ``model`` trained: loaded from the cache when this exact
     training already ran, else trained by ``fit`` and stored."""
-    path = cache_file(model, name, params, seed, train, val)
+    path = cache_file(name, key, checkpoint_dir)
     summary = _load(model, path)
     if summary is not None:
         log.info("evaluate: %s loaded from the baseline cache (%s), not retrained", name, path)

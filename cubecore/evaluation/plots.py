@@ -21,7 +21,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 
 from cubecore.core.artifacts import atomic_path  # noqa: E402
-from cubecore.training.loop import HIGHER_IS_BETTER  # noqa: E402
+from cubecore.core.lineup import HIGHER_IS_BETTER  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -25,6 +25,7 @@ the best baseline per metric. ``eval.json`` also holds:
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,21 +33,36 @@ import torch
 import torch.nn.functional as F
 
 from cubecore.core import artifacts
-from cubecore.evaluation.anatomy import anatomy
-from cubecore.evaluation.baselines import Blend, Identity, Shift, blend_family, fit_baselines, fit_ridge, shift_family
-from cubecore.evaluation.bootstrap import LEVEL, interval, resample_means
-from cubecore.core.config import Params, as_dict
+from cubecore.core.config import Params
 from cubecore.core.frontier import frontier_report, margin
 from cubecore.core.lineup import BASELINES, HEADLINE, INTERVALS, MODELS
-from cubecore.evaluation.scoring import (candidate_index, cosine, mixed_retrieval_ranks, retrieval_summary, target_ranks,
-                              text_scores)
-from cubecore.training.modes import get_mode
-from cubecore.evaluation.nearest import nearest
 from cubecore.data.splitting import split_fingerprints
+from cubecore.evaluation.anatomy import anatomy
+from cubecore.evaluation.baselines import (
+    Blend,
+    Identity,
+    Shift,
+    blend_family,
+    fit_baselines,
+    fit_ridge,
+    shift_family,
+)
+from cubecore.evaluation.bootstrap import LEVEL, interval, resample_means
+from cubecore.evaluation.nearest import nearest
+from cubecore.evaluation.scoring import (
+    candidate_index,
+    cosine,
+    mixed_retrieval_ranks,
+    retrieval_summary,
+    target_ranks,
+    text_scores,
+)
 from cubecore.evaluation.targets import seed_targets
+from cubecore.model.inference import parameter_count, predict
+from cubecore.training.modes import get_mode
 from cubecore.training.pairings import TaskData, corrupted_once, split_tasks
-from cubecore.training.loop import predict, run_key, use_threads
 from cubecore.training.run import load_model, load_split
+from cubecore.training.runtime import use_threads
 
 log = logging.getLogger(__name__)
 
@@ -145,10 +161,10 @@ def score_views(model, mode, data, split_dir: str | Path, names: list[str], para
     parts = {name: artifacts.read_pairs(Path(split_dir) / f"{name}.tsv") for name in names}
     out = {}
     for view in mode.views:
-        noise, seed = params.train.autoencoder.noise, params.base.seed
+        noise, seed = view.pairing.input_noise(params.train), params.base.seed
         rows = split_tasks(view.pairing, data.embeddings, parts, noise, seed)
         train = rows["train"]
-        if view.pairing.noisy:  # a ridge *denoiser*: fitted on noisy inputs, as the cube was trained
+        if noise:  # a ridge *denoiser*: fitted on noisy inputs, as the cube was trained
             train = corrupted_once(train, noise, seed)
         bank = AnswerBank(train.target_ids, data.embeddings, data.texts)
         models = {"cube": view.module(model), "identity": Identity(),
@@ -183,19 +199,32 @@ def confidence(values: dict[str, dict], best: dict[str, str], point_names: list[
     return report
 
 
-def evaluate(params: Params, data_dir: str | Path, split_dir: str | Path, model_dir: str | Path) -> tuple[dict, dict]:
+@dataclass(frozen=True)
+class Evaluation:
+    """What ``evaluate`` found: ``metrics`` (written to metrics/eval.json) and what each plot draws."""
+    metrics: dict
+    cosine: dict[str, np.ndarray]  # per model: the val rows' cosine to their targets
+    recall: dict[str, np.ndarray]  # per model: recall@k on val for every k
+    frontier: dict                 # the report split's points, the blend and shift families, the frontier
+    anatomy: dict                  # the cube's outputs against its affine fits (cubecore.evaluation.anatomy)
+
+    @property
+    def mode(self) -> str:
+        return self.metrics["setup"]["mode"]
+
+
+def evaluate(params: Params, data_dir: str | Path, split_dir: str | Path, model_dir: str | Path) -> Evaluation:
     """Metrics per model and split, and what the plots need (per-row cosine, recall curves)."""
     use_threads(params.train.threads)  # the trained baselines run like the cube (1 thread: 2-5x faster under load)
     cube, info = load_model(model_dir)
     mode, seed, recall_at = get_mode(info["mode"]), params.base.seed, params.evaluate.recall_at
     names = ["train", "val"] + (["test"] if params.split.test_fraction > 0 else [])
-    data, splits = load_split(data_dir, split_dir, mode.pairing, params.train.autoencoder.noise, seed, names)
+    noise = mode.pairing.input_noise(params.train)
+    data, splits = load_split(data_dir, split_dir, mode.pairing, noise, seed, names)
     train = splits["train"]
-    key = run_key("baselines", as_dict(params.train), seed, cube.parameter_count(),
-                  train.inputs, splits["val"].targets)
     models, fitted = fit_baselines(train, splits["val"], params.train, params.evaluate.ridge_alphas,
-                                   seed, cube.parameter_count(), key,
-                                   noise=params.train.autoencoder.noise if mode.pairing.noisy else 0.0)
+                                   seed, parameter_count(cube),
+                                   noise=noise)
     family = blend_family(models["ridge"], params.evaluate.blend_steps)
     shifts = shift_family(models["mean"])
     models = {"cube": cube, **models}
@@ -229,22 +258,22 @@ def evaluate(params: Params, data_dir: str | Path, split_dir: str | Path, model_
     report = evaluated[-1]
     metrics["confidence"] = {"split": report, "level": LEVEL, "resamples": params.evaluate.bootstrap, "seed": seed,
                              **confidence(values[report], best, point_names, params.evaluate.bootstrap, seed)}
-    fit_rows = corrupted_once(train, params.train.autoencoder.noise, seed) if mode.pairing.noisy else train
+    fit_rows = corrupted_once(train, noise, seed) if noise else train
     metrics["anatomy"], anatomy_plot = anatomy(cube, fit_rows, {s: splits[s] for s in evaluated}, seed,
                                                params.evaluate.affine_r2_limit)
     if mode.views:
         metrics["views"] = score_views(cube, mode, data, split_dir, names, params)
     metrics["targets"] = seed_targets(metrics, mode, params.evaluate)
-    metrics["setup"] = {"mode": mode.name, "cube_parameters": cube.parameter_count(), **fitted,
+    metrics["setup"] = {"mode": mode.name, "cube_parameters": parameter_count(cube), **fitted,
                         "blend_weight": models["blend"].a, "shift_weight": models["shift"].b,
                         "best_baseline": best, "report_split": report,
                         "trivial_recall": trivial,
                         "answer_bank": len(bank.texts), **{f"{s}_rows": len(splits[s]) for s in names},
                         **split_fingerprints(split_dir, data.texts, evaluated)}
-    curves = {"cosine": {n: values["val"][n]["cosine"] for n in MODELS},
-              "recall": {n: recall_curve(values["val"][n]["rank"]) for n in MODELS},
-              "frontier": {"split": report, "blend": list(family), "chosen": chosen_blend,
-                           "shift": list(shifts), "points": scatter, **metrics["frontier"][report]},
-              "anatomy": anatomy_plot}
     log.info("evaluate (%s): %s", report, {n: metrics[n][report] for n in MODELS})
-    return metrics, curves
+    return Evaluation(metrics,
+                      cosine={n: values["val"][n]["cosine"] for n in MODELS},
+                      recall={n: recall_curve(values["val"][n]["rank"]) for n in MODELS},
+                      frontier={"split": report, "blend": list(family), "chosen": chosen_blend,
+                                "shift": list(shifts), "points": scatter, **metrics["frontier"][report]},
+                      anatomy=anatomy_plot)

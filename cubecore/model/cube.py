@@ -277,9 +277,6 @@ class CubicCore(nn.Module):
             out = out + self.pool_out(state.mean(dim=(1, 2, 3))) / self.scale
         return x + out if self.skip else out
 
-    def parameter_count(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
     def flops_per_sample(self) -> int:
         """FLOPs (2 x multiply-adds) of the matmuls one sample's forward pass runs.
 

@@ -13,77 +13,31 @@ the other ranks need to stay in step (the validation row, a resumed state).
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import math
-import resource
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import nn
 
-from cubecore.training import curriculum
-from cubecore.training.checkpoints import RunDirectory
 from cubecore.core.config import TrainParams
-from cubecore.training.distributed import SINGLE, Group, weights_digest
 from cubecore.core.errors import CubecoreError
-from cubecore.training.losses import Objective
-from cubecore.evaluation.scoring import prediction_scores
-from cubecore.training.modes import Mode, get_mode
+from cubecore.core.lineup import HIGHER_IS_BETTER
+from cubecore.core.machine import peak_memory_mb
 from cubecore.core.paths import project_path, usable_dir
 from cubecore.core.progress import progress as progress_bar
-from cubecore.data.rows import MappedRows, blocks
+from cubecore.evaluation.scoring import prediction_scores
+from cubecore.model.inference import predict
+from cubecore.training import curriculum
+from cubecore.training.checkpoints import RunDirectory
+from cubecore.training.distributed import SINGLE, Group, weights_digest
+from cubecore.training.identity import digest
+from cubecore.training.losses import Objective
+from cubecore.training.modes import Mode, get_mode
 from cubecore.training.pairings import TaskData
 
 log = logging.getLogger(__name__)
-
-HIGHER_IS_BETTER = {"val_loss": False, "val_cosine": True, "val_mrr": True}
-
-
-def use_threads(threads: int) -> None:
-    """``train.threads`` torch threads for this process (0 leaves torch's default)."""
-    if threads:
-        torch.set_num_threads(threads)
-
-
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-
-
-def run_key(*parts) -> str:
-    """A short hash of the run's definition (params and data)."""
-    digest = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, torch.Tensor):
-            digest.update(part.contiguous().numpy().view(np.uint8))  # no copy of the bytes
-        elif isinstance(part, MappedRows):  # the same bytes as the tensor of its rows
-            for block in blocks(part):
-                digest.update(block.numpy().view(np.uint8))
-        else:
-            digest.update(json.dumps(part, sort_keys=True, default=str).encode())
-    return digest.hexdigest()[:16]
-
-
-def peak_memory_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-@torch.no_grad()
-def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    was_training = model.training
-    model.eval()
-    first = model(inputs[:batch_size])
-    out = torch.empty((len(inputs), *first.shape[1:]), dtype=first.dtype)  # filled in place: no list
-    out[:len(first)] = first                                                # of batches to concatenate
-    for i in range(batch_size, len(inputs), batch_size):
-        out[i:i + batch_size] = model(inputs[i:i + batch_size])
-    model.train(was_training)
-    return out
-
 
 def log_epoch(live, row: dict) -> None:
     """One DVCLive step holding every figure of an epoch's row."""
@@ -139,7 +93,7 @@ class Trainer:
             root = usable_dir(params.checkpoint_dir, "train.checkpoint_dir")  # fail now, not after an epoch
         else:
             root = project_path(params.checkpoint_dir)
-        self.run = RunDirectory(root, run_key(key, layout))  # a changed model never resumes
+        self.run = RunDirectory(root, digest(key, layout))  # a changed model never resumes
         self.directory = self.run.path
         self.objective = Objective(params.loss)  # the temperature is not weight-decayed
         self.optimizer = torch.optim.AdamW([{"params": model.parameters()},

@@ -15,9 +15,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from cubecore.data import rows
 from cubecore.core.artifacts import Pairs
+from cubecore.core.config import TrainParams
 from cubecore.core.errors import CubecoreError
+from cubecore.data import rows
 
 MIN_ROWS = 2  # per split: a training batch needs two rows, and so does any ranking
 
@@ -44,6 +45,10 @@ class Pairing:
     noisy: bool      # inputs are corrupted (per batch in training, once per split otherwise)
     disjoint: bool   # a split's rows leave out the texts of the splits before it
     unit: str        # what a row is, for error messages
+
+    def input_noise(self, params: TrainParams) -> float:
+        """How much its inputs are corrupted: ``train.autoencoder.noise`` if noisy, else 0."""
+        return params.autoencoder.noise if self.noisy else 0.0
 
 
 DIALOGUE = Pairing("dialogue", lambda pairs, exclude: (pairs.question_id, pairs.answer_id),
@@ -78,7 +83,7 @@ def task_data(pairing: Pairing, embeddings: np.ndarray, pairs: Pairs, noise: flo
                         np.asarray(target_ids))
     inputs = torch.from_numpy(rows.gather(embeddings, input_ids))
     targets = torch.from_numpy(rows.gather(embeddings, target_ids))
-    if pairing.noisy:
+    if noise:
         inputs = corrupt(inputs, noise, torch.Generator().manual_seed(seed))
     return TaskData(inputs, targets, np.asarray(target_ids))
 

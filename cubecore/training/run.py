@@ -17,11 +17,14 @@ from torch import nn
 
 from cubecore.core import artifacts
 from cubecore.core.config import CubeParams, Params, as_dict
-from cubecore.training.distributed import SINGLE, Group
 from cubecore.core.errors import CubecoreError
+from cubecore.model.inference import parameter_count
+from cubecore.training.distributed import SINGLE, Group
+from cubecore.training.identity import run_key
+from cubecore.training.loop import Trainer
 from cubecore.training.modes import get_mode
 from cubecore.training.pairings import Pairing, split_tasks
-from cubecore.training.loop import Trainer, run_key, seed_everything, use_threads
+from cubecore.training.runtime import seed_everything, use_threads
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,7 @@ def train(params: Params, data_dir: str | Path, split_dir: str | Path, model_dir
     p = params.train
     use_threads(p.threads)
     mode = get_mode(p.mode)
-    data, splits = load_split(data_dir, split_dir, mode.pairing, p.autoencoder.noise, params.base.seed,
+    data, splits = load_split(data_dir, split_dir, mode.pairing, mode.pairing.input_noise(p), params.base.seed,
                               ("train", "val"))
     dim = data.embeddings.shape[1]
     seed_everything(params.base.seed)
@@ -59,8 +62,8 @@ def train(params: Params, data_dir: str | Path, split_dir: str | Path, model_dir
     start = pretrained_weights(pretrained_dir, params.cube, dim) if p.init == "pretrain" else {}
     if start:
         mode.warm_start(model, start)
-    key = run_key(as_dict(params.cube), {k: v for k, v in as_dict(p).items() if k != "resume"},
-                  params.base.seed, splits["train"].inputs, splits["val"].targets, *start.values())
+    key = run_key("cube", model, p, params.base.seed, splits["train"], splits["val"], as_dict(params.cube),
+                  *start.values())
     trainer = Trainer(model, p, params.base.seed, key, name="cube", mode=mode, group=group)
     summary = trainer.fit(splits["train"], splits["val"], live=live, progress=progress)
     if group.main:
@@ -69,7 +72,7 @@ def train(params: Params, data_dir: str | Path, split_dir: str | Path, model_dir
             artifacts.write_json(tmp / "model.json", {"cube": as_dict(params.cube), "dim": dim, "mode": p.mode,
                                                       "teacher": data.teacher})
     speed = {**summary.pop("speed"), "resumed": summary.pop("resumed"), "processes": group.world}
-    metrics = {"mode": p.mode, "init": p.init, "parameters": model.parameter_count(),
+    metrics = {"mode": p.mode, "init": p.init, "parameters": parameter_count(model),
                "train_rows": len(splits["train"]), "val_rows": len(splits["val"]), **summary,
                "reached_target_cosine": summary["val_cosine"] >= p.target_cosine,
                "within_memory_limit": speed["peak_memory_mb"] <= p.memory_limit_gb * 1024}

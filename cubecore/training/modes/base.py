@@ -21,7 +21,6 @@ from cubecore.model.cube import CubicCore
 from cubecore.training.losses import combined_loss
 from cubecore.training.pairings import Pairing, corrupt
 
-
 # the loss of predictions against targets: the trainer passes its ``Objective`` (queue of
 # negatives, learnable temperature); without one, ``train.loss`` on in-batch negatives
 Loss = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict]]
@@ -30,7 +29,7 @@ Loss = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict]]
 def pairing_loss(model: nn.Module, pairing: Pairing, x: torch.Tensor, y: torch.Tensor, params: TrainParams,
                  generator: torch.Generator, objective: Loss | None = None) -> tuple[torch.Tensor, dict]:
     """The loss of ``model`` on one batch of ``pairing`` (noisy pairings corrupt ``x`` first)."""
-    x = corrupt(x, params.autoencoder.noise if pairing.noisy else 0.0, generator)
+    x = corrupt(x, pairing.input_noise(params), generator)
     if objective is None:
         return combined_loss(model(x), y, params.loss)
     return objective(model(x), y)

@@ -39,9 +39,6 @@ class TwoCubes(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_cube(x)
 
-    def parameter_count(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
 
 @dataclass(frozen=True)
 class Bidirectional(Mode):
