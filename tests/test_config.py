@@ -154,6 +154,7 @@ def test_range_errors_name_the_value_and_the_allowed_range(tmp_path, text, messa
     ("teacher:\n  batch_size: true\n", "teacher.batch_size must be int, got True"),
     ("teacher:\n  max_length: '5'\n", "teacher.max_length must be int, got '5'"),
     ("train:\n  lr: fast\n", "train.lr must be float, got 'fast'"),
+    ("data:\n  max_pairs: all\n", "data.max_pairs must be int or null, got 'all'"),
     ("teacher:\n  normalize: 1\n", "teacher.normalize must be bool, got 1"),
     ("data:\n  languages: english\n", "data.languages must be a list, got 'english'"),
     ("teacher: 5\n", "teacher must be a mapping, got 5"),

@@ -397,10 +397,6 @@ def leaf_fields(cls=Params, prefix: str = ""):
             yield f"{prefix}{name}", info
 
 
-def _field(key: str) -> FieldInfo:
-    return dict(leaf_fields())[key]
-
-
 def _unwrap(annotation):
     """The value type under ``X | None`` and ``list[X]``, with the metadata of any ``Annotated``."""
     metadata = []
@@ -448,7 +444,7 @@ CHOICES = {key: choices(info) for key, info in leaf_fields() if choices(info)}
 RUN_SETTINGS = tuple(key for key, info in leaf_fields() if info.json_schema_extra == RUN_SETTING)
 
 TYPE_NAMES = {"int_type": "int", "float_type": "float", "bool_type": "bool", "string_type": "str",
-              "list_type": "a list", "dataclass_type": "a mapping", "literal_error": "one of"}
+              "list_type": "a list", "dataclass_type": "a mapping"}
 
 
 def _message(error: dict) -> str:
@@ -469,7 +465,7 @@ def _message(error: dict) -> str:
     if kind == "literal_error":
         return f"{name} must be one of {' | '.join(str(c) for c in choices(info))}, got {value!r}"
     if kind in ("too_short", "too_long"):
-        low = next(m.min_length for m in info.metadata if isinstance(m, annotated_types.MinLen))
+        low = next((m.min_length for m in info.metadata if isinstance(m, annotated_types.MinLen)), 0)
         high = next((m.max_length for m in info.metadata if isinstance(m, annotated_types.MaxLen)), None)
         if low == high:
             return f"{name} must have exactly {low} items, got {value!r}"
@@ -479,7 +475,8 @@ def _message(error: dict) -> str:
             value = float(value)
         finite = "" if math.isfinite(value) else "a finite number "
         return f"{name} must be {finite}{describe_range(*bounds(info))}, got {value!r}"
-    return f"{name} must be {TYPE_NAMES.get(kind, error['msg'])}, got {value!r}"
+    nullable = " or null" if type(None) in typing.get_args(info.annotation) else ""
+    return f"{name} must be {TYPE_NAMES.get(kind, error['msg'])}{nullable}, got {value!r}"
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
