@@ -32,7 +32,7 @@ Str = Annotated[str, Strict()]
 Requirement = Annotated[Str, BeforeValidator(gates.as_text, json_schema_input_type=str | dict[str, str])]
 
 # Not frozen: tests and benchmarks adjust a loaded Params; values are checked when built.
-SECTION = ConfigDict(extra="forbid", allow_inf_nan=False)
+SECTION = ConfigDict(extra="forbid", frozen=False, allow_inf_nan=False)
 
 # How a run goes, not what it computes: no stage lists these in dvc.yaml, trained models'
 # cache keys leave them out, and tables of changed params skip them.
