@@ -7,6 +7,7 @@
     python -m cubecore doctor                            # is this machine ready? one line per check
     python -m cubecore experiments                       # docs/experiments.md: every DVC experiment vs the frontier
     python -m cubecore embed --shard 1/3                 # embed a third of the texts into the shared cache
+    python -m cubecore schema --out params.schema.json   # the params schema as JSON Schema (--readme: its table)
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from cubecore.cli import (
     info,
     quiet_logging,
     report,
+    schema,
 )
 from cubecore.core.stage import main_guard
 
@@ -29,7 +31,7 @@ def build_parser() -> Parser:
     parser = Parser(prog="python -m cubecore", description=__doc__,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    for command in (answer, info, report, experiments, doctor, embed):
+    for command in (answer, info, report, experiments, doctor, embed, schema):
         command.add_parser(commands)
     return parser
 

@@ -85,6 +85,14 @@ def merge(base: dict, override: dict) -> dict:
     return base
 
 
+def tiny_params(overrides: dict | None = None) -> dict:
+    """The schema's defaults (not the workspace params.yaml: its values are the user's to tune)
+    with TINY and ``overrides`` applied."""
+    from cubecore.core.config import Params, as_dict
+
+    return merge(merge(as_dict(Params()), TINY), overrides or {})
+
+
 def plain_path() -> str:
     """``PATH`` without any virtualenv's bin directory: what a fresh shell has."""
     return os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep) if d and not (Path(d) / "activate").exists())
@@ -104,7 +112,7 @@ def build_project(root: Path, overrides: dict | None = None):
             continue
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, root / name)
-    params = merge(merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY), overrides or {})
+    params = tiny_params(overrides)
     params["base"]["cache_dir"] = str(root.parent / "embedding-cache")
     params["train"]["checkpoint_dir"] = str(root.parent / "checkpoints")
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY, merge
+from conftest import tiny_params
 
 from cubecore.__main__ import build_parser, main
 
@@ -26,8 +26,7 @@ def project(tmp_path_factory):
     from cubecore.training.run import pretrain, train
 
     root = tmp_path_factory.mktemp("cli")
-    raw = merge(merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY),
-                {"data": {"max_pairs": 120}, "split": {"test_fraction": 0.2}})
+    raw = tiny_params({"data": {"max_pairs": 120}, "split": {"test_fraction": 0.2}})
     raw["base"]["cache_dir"] = str(root / "cache")
     raw["train"]["checkpoint_dir"] = str(root / "checkpoints")
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
@@ -93,7 +92,7 @@ def test_every_argument_has_help():
     import argparse
 
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(commands.choices) == {"answer", "info", "report", "experiments", "doctor", "embed"}
+    assert set(commands.choices) == {"answer", "info", "report", "experiments", "doctor", "embed", "schema"}
     for name, parser in commands.choices.items():
         for action in parser._actions:
             assert action.help, f"{name} {action.option_strings or action.dest} has no help"

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
-import typing
+import math
 
 import pytest
 import yaml
 
-from cubecore.core.config import CHOICES, Params, as_dict, load_params
+from pydantic import ValidationError
+
+from cubecore.core.config import CHOICES, Params, as_dict, bounds, leaf_fields, load_params, value_type
 from cubecore.core.errors import CubecoreError
 
 
@@ -135,7 +137,7 @@ def test_invalid_yaml_names_the_file(tmp_path):
     ("train:\n  threads: -1\n", "train.threads must be >= 0, got -1"),
     ("extract:\n  workers: 0\n", "extract.workers must be >= 1, got 0"),
     ("cube:\n  lattice: [8, 0, 6]\n", "cube.lattice[1] must be >= 1, got 0"),
-    ("cube:\n  lattice: [8, 8]\n", "cube.lattice must have 3 sizes, got [8, 8]"),
+    ("cube:\n  lattice: [8, 8]\n", "cube.lattice must have exactly 3 items, got [8, 8]"),
     ("evaluate:\n  ridge_alphas: [1, 0]\n", "evaluate.ridge_alphas[1] must be > 0, got 0.0"),
     ("evaluate:\n  recall_at: []\n", "evaluate.recall_at must not be empty"),
     ("base:\n  seed: -1\n", "base.seed must be in [0, 4294967295], got -1"),
@@ -148,19 +150,42 @@ def test_range_errors_name_the_value_and_the_allowed_range(tmp_path, text, messa
     assert str(info.value) == f"{tmp_path / 'params.yaml'}: {message}"
 
 
+@pytest.mark.parametrize("text, message", [
+    ("teacher:\n  batch_size: true\n", "teacher.batch_size must be int, got True"),
+    ("teacher:\n  max_length: '5'\n", "teacher.max_length must be int, got '5'"),
+    ("train:\n  lr: fast\n", "train.lr must be float, got 'fast'"),
+    ("data:\n  max_pairs: all\n", "data.max_pairs must be int or null, got 'all'"),
+    ("teacher:\n  normalize: 1\n", "teacher.normalize must be bool, got 1"),
+    ("data:\n  languages: english\n", "data.languages must be a list, got 'english'"),
+    ("teacher: 5\n", "teacher must be a mapping, got 5"),
+    ("cube:\n  neighbourhood: 8\n", "cube.neighbourhood must be one of 6 | 26, got 8"),
+    ("filter:\n  bogus: 1\n", "unknown parameter filter.bogus (known: answer_max_chars, answer_min_chars, "
+                             "drop_duplicates, drop_identical, min_qa_similarity, question_max_chars, question_min_chars)"),
+    ("evaluate:\n  require: [beats nothing]\n", "evaluate.require[0]: 'beats nothing' is not a requirement"),
+])
+def test_type_errors_name_the_key_the_type_and_the_value(tmp_path, text, message):
+    with pytest.raises(CubecoreError) as info:
+        load_params(write_params(tmp_path, text))
+    assert str(info.value).startswith(f"{tmp_path / 'params.yaml'}: {message}")
+    assert "\n" not in str(info.value)
+
+
+def test_an_empty_section_takes_its_defaults(tmp_path):
+    assert load_params(write_params(tmp_path, "teacher:\ntrain:\n  loss:\n")) == Params()
+
+
 def test_every_numeric_param_is_range_checked():
-    """A new int/float param without a range entry fails here (RANGES covers them all)."""
-    from cubecore.core.config import RANGES
+    """A new int/float param declared without bounds fails here (a choice needs none)."""
+    unbounded = [key for key, info in leaf_fields() if value_type(info) in (int, float) and -math.inf in bounds(info)]
+    assert not unbounded, f"declare ge/gt (and le/lt) for {unbounded}"
 
-    def numeric(cls, prefix):
-        for f in dataclasses.fields(cls):
-            hint = typing.get_type_hints(cls)[f.name]
-            if dataclasses.is_dataclass(hint):
-                yield from numeric(hint, f"{prefix}{f.name}.")
-            elif {int, float} & set(typing.get_args(hint) or (hint,)) or hint in (list[int], list[float]):
-                yield f"{prefix}{f.name}"
 
-    assert set(numeric(Params, "")) - {"cube.neighbourhood"} == set(RANGES)  # neighbourhood: a choice
+def test_a_changed_copy_is_checked_too():
+    """``dataclasses.replace`` builds through the schema, so a copy cannot hold a value a file could not."""
+    with pytest.raises(ValidationError):
+        dataclasses.replace(Params().train, lr=0)
+    with pytest.raises(ValidationError, match="split.val_fraction"):
+        dataclasses.replace(Params(), split=dataclasses.replace(Params().split, val_fraction=0.5, test_fraction=0.5))
 
 
 def test_params_yaml_is_in_the_style_dvc_writes(repo_root, tmp_path):

@@ -5,8 +5,8 @@ on (``pairing``), the model it trains (``build``), its loss on one training batc
 (``batch_loss``), how it starts from a pretrained cube (``warm_start``), the further views
 the model is scored on (``views``) and the mode the MLP baseline trains in (``baseline``).
 The trainer and the evaluation consult it; neither tests a mode's name. A new mode is one
-module in this package plus its name in ``MODES`` and in ``config.CHOICES`` (a test checks
-the two agree).
+module in this package plus its name in ``MODES`` and in the ``Literal`` of
+``config.TrainParams.mode`` (a test checks the two agree).
 """
 from __future__ import annotations
 
