@@ -25,8 +25,10 @@ class BaseParams:
 
 
 @dataclass
-class FilesParams:
-    paths: list[str] = field(default_factory=list)
+class RecordParams:
+    """How a record of the user's data becomes pairs: the options data.files and data.dataset share."""
+
+    SECTION: typing.ClassVar[str] = "data.files"
     format: str = "pairs"
     question_column: str = "question"
     answer_column: str = "answer"
@@ -37,11 +39,25 @@ class FilesParams:
 
 
 @dataclass
+class FilesParams(RecordParams):
+    paths: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DatasetParams(RecordParams):
+    SECTION: typing.ClassVar[str] = "data.dataset"
+    path: str | None = None             # a save_to_disk folder, data file(s) or a folder of them
+    name: str | None = None             # the configuration of a dataset folder that has several
+    split: str = "train"
+
+
+@dataclass
 class DataParams:
     source: str = "chitchat"
     languages: list[str] = field(default_factory=lambda: ["english"])
     max_pairs: int | None = 25000
     files: FilesParams = field(default_factory=FilesParams)
+    dataset: DatasetParams = field(default_factory=DatasetParams)
 
 
 @dataclass
@@ -208,8 +224,9 @@ class Params:
 RUN_SETTINGS = ("base.cache_dir", "extract.workers", "train.threads", "train.resume", "train.checkpoint_dir")
 
 CHOICES = {
-    "data.source": ("chatterbot", "chitchat", "files"),
+    "data.source": ("chatterbot", "chitchat", "files", "dataset"),
     "data.files.format": ("pairs", "conversations"),
+    "data.dataset.format": ("pairs", "conversations"),
     "teacher.pooling": ("mean", "cls", "last"),
     "teacher.precision": ("auto", "fp32", "bf16"),
     "split.group_by": ("question", "conversation"),
@@ -387,6 +404,7 @@ def _validate(p: Params) -> None:
         (p.train.dual.dialogue_weight + p.train.dual.autoencoder_weight > 0,
          "train.dual: dialogue_weight + autoencoder_weight must be > 0"),
         (p.data.source != "files" or bool(p.data.files.paths), "data.files.paths is empty but data.source is 'files'"),
+        (p.data.source != "dataset" or bool(p.data.dataset.path), "data.dataset.path is empty but data.source is 'dataset'"),
     ]
     for ok, message in relations:
         if not ok:
