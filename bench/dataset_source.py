@@ -2,8 +2,8 @@
 
 Builds a Parquet file of ``--rows`` question/answer rows (written in row groups, in a temp
 folder that is deleted afterwards, with the datasets Arrow cache beside it), then times, each
-in a fresh process so that its peak RSS (``ru_maxrss`` from ``os.wait4``) is its own, and with
-its resident anonymous memory and file pages at the end (``/proc/self/status``):
+in a fresh process so that its peak RSS (``ru_maxrss`` from ``os.wait4``) is its own, split into
+its peak anonymous memory and resident file pages (``/proc/self/status``, sampled every 10 ms):
 
 - ``source, cold``: ``load_corpus`` as ``extract`` runs it, the first time (``load_dataset``
   converts the Parquet to its memory-mapped Arrow cache), keeping every pair;
@@ -24,6 +24,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -48,11 +49,31 @@ def build(path: Path, rows: int) -> None:
             }, schema=schema))
 
 
+def resident_mb() -> dict:
+    """This process's resident anonymous memory and file pages now (Linux /proc), in MB."""
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    return {key: int(status[key].split()[0]) / 1024 for key in ("RssAnon", "RssFile")}
+
+
+class Peaks(threading.Thread):
+    """The highest resident anonymous memory and file pages seen, sampled every 10 ms."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.peak, self.done = resident_mb(), threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.01):
+            self.peak = {key: max(value, self.peak[key]) for key, value in resident_mb().items()}
+
+
 def phase(name: str, path: Path, cache: Path) -> dict:
     """One measured read of ``path``; runs in its own process."""
     import datasets
 
     datasets.config.HF_DATASETS_CACHE = cache
+    peaks = Peaks()
+    peaks.start()
     started = time.perf_counter()
     if name == "read whole":
         import pyarrow.parquet
@@ -70,9 +91,9 @@ def phase(name: str, path: Path, cache: Path) -> dict:
 
         rows = len(load_corpus(DataParams(source="dataset", max_pairs=None, dataset=DatasetParams(path=str(path)))).pairs)
     seconds = time.perf_counter() - started
-    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
-    return {"rows": rows, "seconds": seconds,  # resident now: anonymous memory, and file pages (the mapped Arrow)
-            **{f"{key}_mb": int(status[key].split()[0]) / 1024 for key in ("RssAnon", "RssFile")}}
+    peaks.done.set()
+    peaks.join()
+    return {"rows": rows, "seconds": seconds, "anonymous_mb": peaks.peak["RssAnon"], "file_mb": peaks.peak["RssFile"]}
 
 
 def measured(name: str, path: Path, cache: Path) -> dict:
@@ -106,7 +127,7 @@ def main() -> None:
             result = results[name] = measured(name, path, cache)
             print(f"{name:<13} {result['rows']:>10,} rows in {result['seconds']:7.2f} s  "
                   f"{result['rows'] / result['seconds']:>10,.0f} rows/s  peak RSS {result['peak_rss_mb']:7.1f}  "
-                  f"at the end: anonymous {result['RssAnon_mb']:6.1f}, file pages {result['RssFile_mb']:6.1f}")
+                  f"(anonymous {result['anonymous_mb']:6.1f}, file pages {result['file_mb']:6.1f})")
         ours, whole = results["rows only"], results["read whole"]
         print(f"rows only vs read whole: rows/s x{whole['seconds'] / ours['seconds']:.2f}, "
               f"peak RSS x{ours['peak_rss_mb'] / whole['peak_rss_mb']:.2f}")
