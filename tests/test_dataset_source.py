@@ -98,6 +98,22 @@ def test_json_lines_and_a_folder_of_parquet(tmp_path):
     assert len(corpus.pairs) == 3 and corpus.records == 5
 
 
+def test_configurations_and_splits_of_a_dataset_folder(tmp_path):
+    """A dataset repository copied here: its README's configs, chosen by data.dataset.name."""
+    for config, rows in (("qa", 1), ("chat", 3)):
+        (tmp_path / "repo" / config).mkdir(parents=True)
+        parquet_file(tmp_path / "repo" / config / "train.parquet", {k: v[:rows] for k, v in PAIRS.items()})
+    (tmp_path / "repo" / "README.md").write_text("---\nconfigs:\n- config_name: qa\n  data_files: qa/*.parquet\n"
+                                                 "- config_name: chat\n  data_files: chat/*.parquet\n---\n")
+    assert len(load_corpus(data(tmp_path / "repo", name="chat")).pairs) == 2
+    assert len(load_corpus(data(tmp_path / "repo", name="qa")).pairs) == 1
+    with pytest.raises(CubecoreError, match=r"^data.dataset.name: .*'nope' not found. Available: \['qa', 'chat'\]$"):
+        load_corpus(data(tmp_path / "repo", name="nope"))
+    with pytest.raises(CubecoreError, match=r"^data.dataset.split: .*Unknown split \"test\". Should be one of "
+                                            r"\['train'\]"):
+        load_corpus(data(tmp_path / "repo", name="qa", split="test"))
+
+
 def test_wrong_column_names_the_columns_there_are(tmp_path):
     path = parquet_file(tmp_path / "pairs.parquet", PAIRS)
     with pytest.raises(CubecoreError) as info:

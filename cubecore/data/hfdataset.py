@@ -113,13 +113,13 @@ def open_dataset(dataset: DatasetParams):
                                          split=dataset.split)
         return datasets.load_dataset(str(Path(dataset.path).expanduser()), dataset.name, split=dataset.split)
     except ValueError as exc:
-        if "split" in str(exc).lower():
-            raise CubecoreError(f"data.dataset.split: {dataset.path}: {str(exc).splitlines()[0]}") from None
-        raise CubecoreError(f"data.dataset.path: cannot read {dataset.path}: {str(exc).splitlines()[0]}") from None
+        said = " ".join(str(exc).split())
+        param = "split" if "split" in said.lower() else "name" if "config" in said.lower() else "path"
+        raise CubecoreError(f"data.dataset.{param}: {dataset.path}: {said}") from None
     except (datasets.exceptions.DatasetGenerationError, pyarrow.ArrowException, OSError) as exc:
         cause = exc.__cause__ or exc
         raise CubecoreError(f"data.dataset.path: cannot read {dataset.path}: "
-                            f"{type(cause).__name__}: {str(cause).splitlines()[0]}") from None
+                            f"{type(cause).__name__}: {' '.join(str(cause).split())}") from None
 
 
 def dataset_records(rows, columns: list[str]) -> Iterator[Record]:
