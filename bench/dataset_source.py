@@ -89,7 +89,8 @@ def phase(name: str, path: Path, cache: Path) -> dict:
         from cubecore.core.config import DataParams, DatasetParams
         from cubecore.data.corpora import load_corpus
 
-        rows = len(load_corpus(DataParams(source="dataset", max_pairs=None, dataset=DatasetParams(path=str(path)))).pairs)
+        corpus = load_corpus(DataParams(source="dataset", max_pairs=None, dataset=DatasetParams(path=str(path))))
+        rows = len(corpus.pairs)
     seconds = time.perf_counter() - started
     peaks.done.set()
     peaks.join()

@@ -177,6 +177,8 @@ def test_fingerprint_follows_the_saved_split_read_and_nothing_else(tmp_path):
     assert sorted(entry["path"] for entry in first["data"]["content"]) == sorted(
         f"{folder}/train/{name}" for name in ("data-00000-of-00001.arrow", "dataset_info.json", "state.json"))
     assert fingerprint_inputs(params) == first
+    (folder / "train" / "cache-0123456789abcdef.arrow").write_bytes(b"a map's cache, not the data")
+    assert fingerprint_inputs(params) == first
     shutil.rmtree(folder / "train")  # the same rows saved again: the same bytes
     train.save_to_disk(folder / "train")
     assert fingerprint_inputs(params) == first

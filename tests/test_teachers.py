@@ -122,9 +122,11 @@ def test_check_refuses_a_lattice_of_another_volume(repo_root, tmp_path, llama64_
                                             r"dimension is 64; use a lattice of volume 64"):
         fingerprint_inputs(load_params(params))
     done = subprocess.run([sys.executable, "-m", "stages.check", "--params", str(params), "--out",
-                           str(tmp_path / "inputs.json"), "--allow-outside"], cwd=repo_root, capture_output=True, text=True)
+                           str(tmp_path / "inputs.json"), "--allow-outside"],
+                          cwd=repo_root, capture_output=True, text=True)
     assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert done.stderr.startswith("error: cube.lattice: [8, 8, 6] holds 384 cells") and not (tmp_path / "inputs.json").exists()
+    assert done.stderr.startswith("error: cube.lattice: [8, 8, 6] holds 384 cells")
+    assert not (tmp_path / "inputs.json").exists()
 
 
 def test_768_encoder_on_an_8_8_12_lattice(tmp_path, encoder768_dir):

@@ -174,6 +174,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def add_parser(commands) -> None:
-    parser = commands.add_parser("doctor", help="check this machine: teacher, lattice, corpus, python, cache, DVC analytics")
+    parser = commands.add_parser("doctor",
+                                 help="check this machine: teacher, lattice, corpus, python, cache, DVC analytics")
     parser.add_argument("--params", default="params.yaml", help="the params file to check (default: %(default)s)")
     parser.set_defaults(run=run)

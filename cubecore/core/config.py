@@ -404,7 +404,8 @@ def _validate(p: Params) -> None:
         (p.train.dual.dialogue_weight + p.train.dual.autoencoder_weight > 0,
          "train.dual: dialogue_weight + autoencoder_weight must be > 0"),
         (p.data.source != "files" or bool(p.data.files.paths), "data.files.paths is empty but data.source is 'files'"),
-        (p.data.source != "dataset" or bool(p.data.dataset.path), "data.dataset.path is empty but data.source is 'dataset'"),
+        (p.data.source != "dataset" or bool(p.data.dataset.path),
+         "data.dataset.path is empty but data.source is 'dataset'"),
     ]
     for ok, message in relations:
         if not ok:

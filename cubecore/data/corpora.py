@@ -282,46 +282,46 @@ def as_text(value, name: str, from_csv: bool, columns: RecordParams) -> str:
     return value
 
 
-def _record_pairs(record: Record, where: str, files: RecordParams) -> list[TurnPair]:
+def _record_pairs(record: Record, where: str, columns: RecordParams) -> list[TurnPair]:
     fields = record.value
     if isinstance(fields, Rejected):
         raise fields
     if not isinstance(fields, dict):
         raise Rejected("not a record", f"expected an object with named fields, got {_short(fields)}")
-    if files.format == "pairs":
+    if columns.format == "pairs":
         values = []
-        for name, column in (("question", files.question_column), ("answer", files.answer_column)):
+        for name, column in (("question", columns.question_column), ("answer", columns.answer_column)):
             if column not in fields:
                 raise Rejected(f"missing {name}", f"no {column!r} field")
-            values.append(as_text(fields[column], name, record.csv, files))
+            values.append(as_text(fields[column], name, record.csv, columns))
         return [TurnPair(values[0], values[1], where, 0)]
-    if files.messages_column not in fields:
-        raise Rejected("missing messages", f"no {files.messages_column!r} field")
-    return _conversation_pairs(fields[files.messages_column], where, files)
+    if columns.messages_column not in fields:
+        raise Rejected("missing messages", f"no {columns.messages_column!r} field")
+    return _conversation_pairs(fields[columns.messages_column], where, columns)
 
 
-def _conversation_pairs(messages, where: str, files: RecordParams) -> list[TurnPair]:
+def _conversation_pairs(messages, where: str, columns: RecordParams) -> list[TurnPair]:
     """Merge consecutive messages of one role into a turn (other roles are skipped);
     each user turn -> the next assistant turn."""
     if not isinstance(messages, list):
-        raise Rejected("messages not a list", f"{files.messages_column!r} must be a list of messages, "
+        raise Rejected("messages not a list", f"{columns.messages_column!r} must be a list of messages, "
                                               f"got {_short(messages)}")
     turns: list[tuple[str, str]] = []
     for number, message in enumerate(messages, start=1):
         if not isinstance(message, dict) or "role" not in message or "content" not in message:
             raise Rejected("bad message", f"message {number} needs 'role' and 'content', got {_short(message)}")
         role = message["role"]
-        if role not in (files.user_role, files.assistant_role):
+        if role not in (columns.user_role, columns.assistant_role):
             continue  # system prompts and tool messages are not dialogue turns
-        content = as_text(message["content"], "content", False, files)
+        content = as_text(message["content"], "content", False, columns)
         if turns and turns[-1][0] == role:
             turns[-1] = (role, f"{turns[-1][1]} {content}")
         else:
             turns.append((role, content))
     pairs = [TurnPair(q, a, where, i) for i, ((q_role, q), (a_role, a)) in enumerate(zip(turns, turns[1:]))
-             if q_role == files.user_role and a_role == files.assistant_role]
+             if q_role == columns.user_role and a_role == columns.assistant_role]
     if not pairs:
-        raise Rejected("no exchange", f"no {files.user_role!r} message followed by an {files.assistant_role!r} one")
+        raise Rejected("no exchange", f"no {columns.user_role!r} message followed by an {columns.assistant_role!r} one")
     return pairs
 
 

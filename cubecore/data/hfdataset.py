@@ -46,6 +46,14 @@ def _data_files(folder: Path) -> list[Path]:
                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
+def _saved_files(folder: Path) -> list[Path]:
+    """A save_to_disk folder's Arrow files as its ``state.json`` lists them, with that state and
+    ``dataset_info.json``: not the cache files a ``map`` may have left beside them."""
+    state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    named = [folder / "state.json", folder / "dataset_info.json", *(folder / f["filename"] for f in state["_data_files"])]
+    return [path for path in named if path.exists()]
+
+
 def locate(dataset: DatasetParams) -> Located:
     """Which folder or files ``data.dataset.path`` names, checked without reading the rows."""
     path = Path(dataset.path).expanduser()
@@ -67,7 +75,7 @@ def locate(dataset: DatasetParams) -> Located:
                                 f"(splits: {', '.join(splits)})")
         path = path / dataset.split
     if (path / "state.json").exists():
-        return Located(path, None, _data_files(path))
+        return Located(path, None, _saved_files(path))
     if path.is_file():
         if path.suffix.lower() not in BUILDERS:
             raise CubecoreError(f"data.dataset.path: {dataset.path}: unsupported file type {path.suffix!r} "
