@@ -50,7 +50,8 @@ def _saved_files(folder: Path) -> list[Path]:
     """A save_to_disk folder's Arrow files as its ``state.json`` lists them, with that state and
     ``dataset_info.json``: not the cache files a ``map`` may have left beside them."""
     state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
-    named = [folder / "state.json", folder / "dataset_info.json", *(folder / f["filename"] for f in state["_data_files"])]
+    named = [folder / "state.json", folder / "dataset_info.json",
+             *(folder / f["filename"] for f in state["_data_files"])]
     return [path for path in named if path.exists()]
 
 
