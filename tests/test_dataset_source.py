@@ -134,6 +134,20 @@ def test_corrupt_parquet_is_named(tmp_path):
     assert message.startswith(f"{folder / 'b.parquet'}: not a readable Parquet file") and "\n" not in message
 
 
+
+def test_corrupt_data_pages_stop_in_one_line(tmp_path):
+    """Footer intact, data pages overwritten: datasets fails while converting, one line naming the path."""
+    path = parquet_file(tmp_path / "pages.parquet", {"question": [f"question {i} " * 5 for i in range(2000)],
+                                                     "answer": [f"answer {i} " * 5 for i in range(2000)]})
+    raw = bytearray(path.read_bytes())
+    raw[200: len(raw) // 2] = b"\xab" * (len(raw) // 2 - 200)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CubecoreError) as info:
+        load_corpus(data(path))
+    message = str(info.value)
+    assert message.startswith(f"data.dataset.path: cannot read {path}: ") and "\n" not in message
+
+
 def test_hub_name_is_refused_with_what_to_do(tmp_path):
     with pytest.raises(CubecoreError) as info:
         load_corpus(data("HuggingFaceH4/no_robots", split="train"))

@@ -46,10 +46,18 @@ def _data_files(folder: Path) -> list[Path]:
                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
+def _saved_json(path: Path) -> dict:
+    """A save_to_disk folder's ``state.json`` or ``dataset_dict.json``."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CubecoreError(f"{path}: not the JSON save_to_disk writes ({exc}); save the dataset again") from None
+
+
 def _saved_files(folder: Path) -> list[Path]:
     """A save_to_disk folder's Arrow files as its ``state.json`` lists them, with that state and
     ``dataset_info.json``: not the cache files a ``map`` may have left beside them."""
-    state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    state = _saved_json(folder / "state.json")
     named = [folder / "state.json", folder / "dataset_info.json",
              *(folder / f["filename"] for f in state["_data_files"])]
     return [path for path in named if path.exists()]
@@ -70,7 +78,7 @@ def locate(dataset: DatasetParams) -> Located:
         raise CubecoreError(f"data.dataset.name: {dataset.path} has no configurations ({dataset.name!r} given); "
                             f"leave data.dataset.name empty")
     if (path / "dataset_dict.json").exists():
-        splits = json.loads((path / "dataset_dict.json").read_text(encoding="utf-8")).get("splits", [])
+        splits = _saved_json(path / "dataset_dict.json").get("splits", [])
         if dataset.split not in splits:
             raise CubecoreError(f"data.dataset.split: {dataset.path} has no split {dataset.split!r} "
                                 f"(splits: {', '.join(splits)})")
