@@ -148,6 +148,14 @@ def test_corrupt_data_pages_stop_in_one_line(tmp_path):
     assert message.startswith(f"data.dataset.path: cannot read {path}: ") and "\n" not in message
 
 
+def test_damaged_save_to_disk_state_stops_in_one_line(tmp_path):
+    datasets.Dataset.from_dict(PAIRS).save_to_disk(tmp_path / "saved")
+    (tmp_path / "saved" / "state.json").write_text('{"_data_files": [', encoding="utf-8")
+    with pytest.raises(CubecoreError, match=r"saved/state.json: not the JSON save_to_disk writes \(.*\); save the "
+                                            r"dataset again$"):
+        fingerprint_inputs(dataset_params(tmp_path, tmp_path / "saved"))
+
+
 def test_hub_name_is_refused_with_what_to_do(tmp_path):
     with pytest.raises(CubecoreError) as info:
         load_corpus(data("HuggingFaceH4/no_robots", split="train"))

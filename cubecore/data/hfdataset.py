@@ -59,7 +59,7 @@ def _saved_files(folder: Path) -> list[Path]:
     ``dataset_info.json``: not the cache files a ``map`` may have left beside them."""
     state = _saved_json(folder / "state.json")
     named = [folder / "state.json", folder / "dataset_info.json",
-             *(folder / f["filename"] for f in state["_data_files"])]
+             *(folder / f["filename"] for f in state.get("_data_files", []))]
     return [path for path in named if path.exists()]
 
 
