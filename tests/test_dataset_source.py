@@ -210,3 +210,22 @@ def test_fingerprint_follows_the_saved_split_read_and_nothing_else(tmp_path):
     shutil.rmtree(folder / "train")  # the split read loses a row
     train.select(range(4)).save_to_disk(folder / "train")
     assert fingerprint_inputs(params)["data"] != first["data"]
+
+
+@pytest.mark.slow
+def test_dvc_reruns_extract_when_the_dataset_changes_and_only_then(make_project):
+    """Through real `dvc repro`: the same rows saved again re-run nothing, one row more re-runs extract."""
+    questions = [f"What is {i} plus {i}?" for i in range(40)]
+    rows = {"question": questions, "answer": [f"{i} plus {i} makes {2 * i}." for i in range(40)]}
+    root, run = make_project({"data": {"source": "dataset", "max_pairs": None, "dataset": {"path": "my-dataset"}}})
+    datasets.Dataset.from_dict(rows).save_to_disk(root / "my-dataset")
+    run("dvc", "repro", "extract")
+    assert "Stage 'extract' didn't change, skipping" in run("dvc", "repro", "extract")
+    shutil.rmtree(root / "my-dataset")
+    datasets.Dataset.from_dict(rows).save_to_disk(root / "my-dataset")
+    assert "Stage 'extract' didn't change, skipping" in run("dvc", "repro", "extract")
+    shutil.rmtree(root / "my-dataset")
+    datasets.Dataset.from_dict({k: [*v, v[0]] for k, v in rows.items()}).save_to_disk(root / "my-dataset")
+    assert "Running stage 'extract'" in run("dvc", "repro", "extract")
+    rejects = [json.loads(line) for line in (root / "data/extract/rejects.jsonl").read_text().splitlines()]
+    assert rejects == [] and len((root / "data/extract/pairs.tsv").read_text().splitlines()) == 1 + 41
