@@ -52,22 +52,27 @@ def minilm_teacher(minilm_dir):
                                  precision="fp32"))
 
 
+def save_tiny_model(directory: Path, config, tokenizer) -> Path:
+    """A model of ``config``, randomly initialised (seed 0), saved in ``directory`` with ``tokenizer``."""
+    import torch
+    from transformers import AutoModel
+
+    torch.manual_seed(0)
+    AutoModel.from_config(config).save_pretrained(directory)  # safetensors (the only format transformers 5 writes)
+    tokenizer.save_pretrained(directory)
+    assert (directory / "model.safetensors").exists()
+    return directory
+
+
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory, minilm_dir) -> Path:
     """A tiny, randomly initialised LLaMA-style decoder with the MiniLM tokenizer beside it."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaModel
+    from transformers import AutoTokenizer, LlamaConfig
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
     config = LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
                          num_attention_heads=2, intermediate_size=64)
-    torch.manual_seed(0)
-    model = LlamaModel(config)
-    directory = tmp_path_factory.mktemp("tiny-llama")
-    model.save_pretrained(directory)  # safetensors (the only format transformers 5 writes)
-    tokenizer.save_pretrained(directory)
-    assert (directory / "model.safetensors").exists()
-    return directory
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-llama"), config, tokenizer)
 
 
 TINY = {

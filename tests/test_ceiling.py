@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 import yaml
+from conftest import save_tiny_model
 
 from cubecore.core import artifacts
 from cubecore.core.config import CeilingParams, Params, TeacherParams
@@ -52,17 +53,12 @@ def one_thread():
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory, minilm_dir):
     """A tiny, randomly initialised BERT with the MiniLM tokenizer: fast to fine-tune."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from transformers import AutoTokenizer, BertConfig
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=64)
-    torch.manual_seed(0)
-    directory = tmp_path_factory.mktemp("tiny-bert")
-    BertModel(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-bert"), config, tokenizer)
 
 
 def teacher_params(model_dir) -> TeacherParams:

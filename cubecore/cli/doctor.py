@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import os
 import shutil
 import sys
@@ -17,8 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from cubecore.core.config import DataParams, TeacherParams, load_params
+from cubecore.core.config import CubeParams, DataParams, TeacherParams, load_params
 from cubecore.core.errors import CubecoreError
+from cubecore.data.inputs import LAYOUT_FREE, lattice_problem
+from cubecore.data.modeldir import resolve_model_dir, teacher_dim
 
 OK, PROBLEM, CANNOT = "ok", "problem", "cannot check"
 
@@ -43,8 +46,28 @@ def teacher(params: TeacherParams) -> Check:
     except (CubecoreError, OSError, RuntimeError) as exc:
         return Check("teacher", PROBLEM, f"{exc} (see teacher.* in params.yaml)")
     fidelity = f", worst cosine to fp32 {model.fidelity:.4f}" if model.fidelity is not None else ""
-    return Check("teacher", OK, f"{params.model} loads from {model.model_dir}; precision {params.precision} -> "
-                                f"{model.precision} on {model.device.type}{fidelity}")
+    return Check("teacher", OK, f"{params.model} loads from {model.model_dir}; dimension {model.hidden_size}; "
+                                f"precision {params.precision} -> {model.precision} on {model.device.type}{fidelity}")
+
+
+def lattice(cube: CubeParams, teacher_model: str) -> Check:
+    """Does ``cube.lattice`` fit the teacher's dimension (read from its config, no weights loaded)?"""
+    try:
+        dim = teacher_dim(resolve_model_dir(teacher_model))
+    except CubecoreError as exc:
+        return Check("lattice", CANNOT, f"the teacher's dimension is unknown: {exc}")
+    volume = math.prod(cube.lattice)
+    if dim is None:
+        return Check("lattice", CANNOT, f"{teacher_model}'s config.json names no hidden size, so the volume "
+                                        f"cube.lattice needs is unknown (it holds {volume})")
+    problem = lattice_problem(cube, dim)
+    if problem:
+        return Check("lattice", PROBLEM, problem)
+    if cube.placement in LAYOUT_FREE:
+        return Check("lattice", OK, f"the teacher's dimension is {dim}; cube.placement {cube.placement} maps it onto "
+                                    f"any lattice (cube.lattice {cube.lattice} holds {volume} cells)")
+    return Check("lattice", OK, f"the teacher's dimension {dim} needs a lattice of volume {dim} with "
+                                f"cube.placement {cube.placement}; cube.lattice {cube.lattice} holds {volume}")
 
 
 def corpus(params: DataParams) -> Check:
@@ -131,13 +154,14 @@ def checks(root: Path, params_path: str, env: Mapping[str, str]):
         params = load_params(params_path)
     except CubecoreError as exc:
         yield Check("params", PROBLEM, str(exc))
-        for name in ("cache", "cache sharing", "corpus", "teacher"):
+        for name in ("cache", "cache sharing", "corpus", "teacher", "lattice"):
             yield Check(name, CANNOT, f"{params_path} did not load")
         return
     yield cache_writable(root, params.base.cache_dir)
     yield cache_shared(params.base.cache_dir)
     yield corpus(params.data)
     yield teacher(params.teacher)
+    yield lattice(params.cube, params.teacher.model)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -150,6 +174,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def add_parser(commands) -> None:
-    parser = commands.add_parser("doctor", help="check this machine: teacher, corpus, python, cache, DVC analytics")
+    parser = commands.add_parser("doctor",
+                                 help="check this machine: teacher, lattice, corpus, python, cache, DVC analytics")
     parser.add_argument("--params", default="params.yaml", help="the params file to check (default: %(default)s)")
     parser.set_defaults(run=run)

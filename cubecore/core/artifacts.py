@@ -7,7 +7,8 @@ A dataset directory written by ``extract`` holds:
 - ``pairs.tsv``        ``question_id  answer_id  conversation  turn`` (one adjacent turn pair per row)
 - ``teacher.json``     the teacher's identity (name, version, weights hash, hidden size, pooling, ...)
 - ``rejects.jsonl``    one ``{"file", "line", "reasons", "detail"}`` per source record that gave no
-                       pairs (``line``: 1-based, where the record starts in that file)
+                       pairs (``line``: 1-based, where the record starts in that file); a
+                       dataset's rows as ``{"dataset", "split", "row", ...}`` (``row``: 0-based index)
 
 ``filter`` and ``split`` write pair tables in the same TSV format.
 """

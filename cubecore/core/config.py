@@ -58,9 +58,9 @@ class BaseParams(Section):
 
 
 @dataclass(config=SECTION)
-class FilesParams(Section):
-    """Your own data files (``data.source: files``)."""
-    paths: list[Str] = Field([], description="your JSON / JSONL / CSV files (source `files`)")
+class RecordParams(Section):
+    """How a record of the user's data becomes pairs: the options `data.files` and `data.dataset` share."""
+    SECTION: typing.ClassVar[str] = "data.files"
     format: Literal["pairs", "conversations"] = Field(
         "pairs", description="`pairs` (question/answer columns) or `conversations` (lists of `{role, content}`)")
     question_column: Str = Field("question", description="column holding the question for `pairs`")
@@ -75,15 +75,32 @@ class FilesParams(Section):
 
 
 @dataclass(config=SECTION)
+class FilesParams(RecordParams):
+    """Your own data files (``data.source: files``)."""
+    paths: list[Str] = Field([], description="your JSON / JSONL / CSV files (source `files`)")
+
+
+@dataclass(config=SECTION)
+class DatasetParams(RecordParams):
+    """A Hugging Face dataset on disk (``data.source: dataset``)."""
+    SECTION: typing.ClassVar[str] = "data.dataset"
+    path: Str | None = Field(None, description="a `save_to_disk` folder, a Parquet / Arrow / JSON / JSONL / CSV file, "
+                                               "or a folder of such files (source `dataset`; read memory-mapped)")
+    name: Str | None = Field(None, description="the configuration of a dataset folder that has several")
+    split: Str = Field("train", description="the dataset split whose records become pairs")
+
+
+@dataclass(config=SECTION)
 class DataParams(Section):
     """Where the turn pairs come from."""
-    source: Literal["chatterbot", "chitchat", "files"] = Field(
-        "chitchat", description="`chitchat` (chitchat-dataset, 131,569 pairs), `chatterbot` (chatterbot-corpus, a few "
-                                "hundred), `files`")
+    source: Literal["chatterbot", "chitchat", "files", "dataset"] = Field(
+        "chitchat", description="`chitchat` (chitchat-dataset, 131,569 pairs), `chatterbot` (chatterbot-corpus, 2,306), "
+                                "`files` (your JSON / JSONL / CSV files) or `dataset` (a Hugging Face dataset on disk)")
     languages: list[Str] = Field(["english"], description="chatterbot-corpus languages (`russian`, `spanish`, …)")
     max_pairs: Int | None = Field(25000, ge=1,
                                   description="cap on adjacent turn pairs, in corpus order (empty or null = all)")
     files: FilesParams = Field(default_factory=FilesParams)
+    dataset: DatasetParams = Field(default_factory=DatasetParams)
 
 
 @dataclass(config=SECTION)
@@ -373,6 +390,8 @@ class Params(Section):
              "train.dual: dialogue_weight + autoencoder_weight must be > 0"),
             (self.data.source != "files" or bool(self.data.files.paths),
              "data.files.paths is empty but data.source is 'files'"),
+            (self.data.source != "dataset" or bool(self.data.dataset.path),
+             "data.dataset.path is empty but data.source is 'dataset'"),
         ]
         for ok, message in rules:
             if not ok:

@@ -4,13 +4,15 @@
 - ``chitchat``: the chitchat-dataset package; consecutive messages by one sender are one turn.
 - ``files``: the user's JSON / JSONL / CSV: question/answer columns, or conversations as
   lists of ``{role, content}`` messages (user -> assistant pairs).
+- ``dataset``: a Hugging Face dataset on this machine (``cubecore.data.hfdataset``), its rows
+  read as the records of ``files`` are, with the same column options.
 
 Line numbers are the user's: the 1-based line in the source file where a record (a CSV
 row, a JSON object, a YAML conversation) starts. Conversation ids are ``<file>:<line>``
 (chitchat keeps its own conversation ids), and so are the places named in errors and in
-rejects. A malformed file stops with one ``<file>:<line>: ...`` error; a record that cannot
-give pairs (a missing, blank or non-text value) is rejected with its reasons, so every
-record read is either kept or rejected.
+rejects; a dataset's rows are named by their index, ``<path>[<row>]``. A malformed file stops
+with one ``<file>:<line>: ...`` error; a record that cannot give pairs (a missing, blank or
+non-text value) is rejected with its reasons, so every record read is either kept or rejected.
 """
 from __future__ import annotations
 
@@ -23,12 +25,13 @@ import logging
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from cubecore.core.config import DataParams, FilesParams
+from cubecore.core.config import DataParams, FilesParams, RecordParams
 from cubecore.core.errors import CubecoreError, yaml_error
 
 SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -59,8 +62,9 @@ class Corpus:
     records: int = 0
     capped: int = 0  # pairs left out by data.max_pairs
 
-    def reject(self, file: str, line: int, reason: str, detail: str) -> None:
-        self.rejects.append({"file": file, "line": line, "reasons": [reason], "detail": detail})
+    def reject(self, place: dict, reason: str, detail: str) -> None:
+        """``place`` says where the record is: ``{"file", "line"}`` or ``{"dataset", "split", "row"}``."""
+        self.rejects.append({**place, "reasons": [reason], "detail": detail})
 
     def counts(self) -> dict:
         return {"records_in": self.records, "records_kept": self.records - len(self.rejects),
@@ -144,7 +148,7 @@ def chatterbot_corpus(languages: list[str]) -> Corpus:
                 try:
                     corpus.pairs += adjacent_pairs(f"{name}:{line}", _yaml_turns(node))
                 except Rejected as rejected:
-                    corpus.reject(name, line, rejected.reason, rejected.detail)
+                    corpus.reject({"file": name, "line": line}, rejected.reason, rejected.detail)
     return corpus
 
 
@@ -185,9 +189,10 @@ def _decoded(path: Path) -> str:
 
 @dataclass
 class Record:
-    """One record of a user file: the line it starts on and its fields (or why it has none)."""
+    """One record of the user's data: where it is (the line a file's record starts on, a dataset
+    row's index) and its fields (or why it has none)."""
 
-    line: int
+    position: int
     value: object        # a dict of fields; anything else is rejected as "not a record"
     csv: bool = False    # CSV cells are text that may spell a number or a missing value
 
@@ -256,20 +261,19 @@ def read_records(path: Path) -> list[Record]:
     return _json_line_records(path, text) if suffix == ".jsonl" else _json_records(path, text)
 
 
-def as_text(value, name: str, from_csv: bool, coerce_numbers: bool) -> str:
+def as_text(value, name: str, from_csv: bool, columns: RecordParams) -> str:
     """A field's value as text, or Rejected with why it is not usable text."""
+    coerce = f"(set {columns.SECTION}.coerce_numbers: true to read numbers as text)"
     if from_csv:
         if value.strip() in CSV_MISSING:
             raise Rejected(f"missing {name}", f"{name} is {_short(value)}")
-        if CSV_NUMBER.fullmatch(value.strip()) and not coerce_numbers:
-            raise Rejected(f"{name} not text", f"{name} is the number {value.strip()} "
-                                               f"(set data.files.coerce_numbers: true to read numbers as text)")
+        if CSV_NUMBER.fullmatch(value.strip()) and not columns.coerce_numbers:
+            raise Rejected(f"{name} not text", f"{name} is the number {value.strip()} {coerce}")
     elif value is None:
         raise Rejected(f"missing {name}", f"{name} is null")
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        if not coerce_numbers:
-            raise Rejected(f"{name} not text", f"{name} is the number {value!r} "
-                                               f"(set data.files.coerce_numbers: true to read numbers as text)")
+        if not columns.coerce_numbers:
+            raise Rejected(f"{name} not text", f"{name} is the number {value!r} {coerce}")
         value = str(value)
     elif not isinstance(value, str):
         raise Rejected(f"{name} not text", f"{name} is a {type(value).__name__}: {_short(value)}")
@@ -278,59 +282,77 @@ def as_text(value, name: str, from_csv: bool, coerce_numbers: bool) -> str:
     return value
 
 
-def _record_pairs(record: Record, where: str, files: FilesParams) -> list[TurnPair]:
+def _record_pairs(record: Record, where: str, columns: RecordParams) -> list[TurnPair]:
     fields = record.value
     if isinstance(fields, Rejected):
         raise fields
     if not isinstance(fields, dict):
         raise Rejected("not a record", f"expected an object with named fields, got {_short(fields)}")
-    if files.format == "pairs":
+    if columns.format == "pairs":
         values = []
-        for name, column in (("question", files.question_column), ("answer", files.answer_column)):
+        for name, column in (("question", columns.question_column), ("answer", columns.answer_column)):
             if column not in fields:
                 raise Rejected(f"missing {name}", f"no {column!r} field")
-            values.append(as_text(fields[column], name, record.csv, files.coerce_numbers))
+            values.append(as_text(fields[column], name, record.csv, columns))
         return [TurnPair(values[0], values[1], where, 0)]
-    if files.messages_column not in fields:
-        raise Rejected("missing messages", f"no {files.messages_column!r} field")
-    return _conversation_pairs(fields[files.messages_column], where, files)
+    if columns.messages_column not in fields:
+        raise Rejected("missing messages", f"no {columns.messages_column!r} field")
+    return _conversation_pairs(fields[columns.messages_column], where, columns)
 
 
-def _conversation_pairs(messages, where: str, files: FilesParams) -> list[TurnPair]:
+def _conversation_pairs(messages, where: str, columns: RecordParams) -> list[TurnPair]:
     """Merge consecutive messages of one role into a turn (other roles are skipped);
     each user turn -> the next assistant turn."""
     if not isinstance(messages, list):
-        raise Rejected("messages not a list", f"{files.messages_column!r} must be a list of messages, "
+        raise Rejected("messages not a list", f"{columns.messages_column!r} must be a list of messages, "
                                               f"got {_short(messages)}")
     turns: list[tuple[str, str]] = []
     for number, message in enumerate(messages, start=1):
         if not isinstance(message, dict) or "role" not in message or "content" not in message:
             raise Rejected("bad message", f"message {number} needs 'role' and 'content', got {_short(message)}")
         role = message["role"]
-        if role not in (files.user_role, files.assistant_role):
+        if role not in (columns.user_role, columns.assistant_role):
             continue  # system prompts and tool messages are not dialogue turns
-        content = as_text(message["content"], "content", False, files.coerce_numbers)
+        content = as_text(message["content"], "content", False, columns)
         if turns and turns[-1][0] == role:
             turns[-1] = (role, f"{turns[-1][1]} {content}")
         else:
             turns.append((role, content))
     pairs = [TurnPair(q, a, where, i) for i, ((q_role, q), (a_role, a)) in enumerate(zip(turns, turns[1:]))
-             if q_role == files.user_role and a_role == files.assistant_role]
+             if q_role == columns.user_role and a_role == columns.assistant_role]
     if not pairs:
-        raise Rejected("no exchange", f"no {files.user_role!r} message followed by an {files.assistant_role!r} one")
+        raise Rejected("no exchange", f"no {columns.user_role!r} message followed by an {columns.assistant_role!r} one")
     return pairs
 
 
-def _require_columns(path: Path, records: list[Record], files: FilesParams) -> None:
-    """A column absent from every record is a params mistake, not a bad record."""
-    wanted = ([("question_column", files.question_column), ("answer_column", files.answer_column)]
-              if files.format == "pairs" else [("messages_column", files.messages_column)])
-    fields = [r.value for r in records if isinstance(r.value, dict)]
-    for param, column in wanted:
-        if fields and not any(column in f for f in fields):
-            columns = sorted({str(key) for f in fields for key in f})
-            raise CubecoreError(f"{path}: missing column {column!r} (columns: {', '.join(columns)}); "
-                                f"set data.files.{param}")
+def record_columns(columns: RecordParams) -> list[tuple[str, str]]:
+    """``(param, column)`` of each column a record's pairs come from."""
+    if columns.format == "pairs":
+        return [("question_column", columns.question_column), ("answer_column", columns.answer_column)]
+    return [("messages_column", columns.messages_column)]
+
+
+def require_columns(source: str, present: Iterable[str], columns: RecordParams) -> None:
+    """A column absent from every record is a params mistake, not a bad record: stop naming
+    the columns there are."""
+    present = {str(name) for name in present}
+    for param, column in record_columns(columns):
+        if column not in present:
+            raise CubecoreError(f"{source}: missing column {column!r} (columns: {', '.join(sorted(present))}); "
+                                f"set {columns.SECTION}.{param}")
+
+
+def add_records(corpus: Corpus, records: Iterable[Record], columns: RecordParams,
+                where: Callable[[int], tuple[str, dict]]) -> None:
+    """Each record's pairs into ``corpus``, or the record into its rejects; ``where(position)``
+    gives a record's conversation id and its place in a reject."""
+    for record in records:
+        corpus.records += 1
+        conversation, place = where(record.position)
+        try:
+            corpus.pairs += _record_pairs(record, conversation, columns)
+        except Rejected as rejected:
+            corpus.reject(place, rejected.reason, rejected.detail)
 
 
 def files_corpus(files: FilesParams) -> Corpus:
@@ -340,14 +362,18 @@ def files_corpus(files: FilesParams) -> Corpus:
         records = read_records(path)
         if not records:
             raise CubecoreError(f"{path}: no records")
-        _require_columns(path, records, files)
-        for record in records:
-            corpus.records += 1
-            try:
-                corpus.pairs += _record_pairs(record, f"{name}:{record.line}", files)
-            except Rejected as rejected:
-                corpus.reject(name, record.line, rejected.reason, rejected.detail)
+        fields = [r.value for r in records if isinstance(r.value, dict)]
+        if fields:
+            require_columns(str(path), {key for f in fields for key in f}, files)
+        add_records(corpus, records, files, lambda line, name=name: (f"{name}:{line}", {"file": name, "line": line}))
     return corpus
+
+
+def reject_place(reject: dict) -> str:
+    """Where a rejected record is, as a reader would look for it."""
+    if "row" in reject:
+        return f"{reject['dataset']} row {reject['row']}"
+    return f"{reject['file']}:{reject['line']}"
 
 
 def load_corpus(data: DataParams) -> Corpus:
@@ -357,11 +383,15 @@ def load_corpus(data: DataParams) -> Corpus:
         corpus = chatterbot_corpus(data.languages)
     elif data.source == "chitchat":
         corpus = chitchat_corpus()
+    elif data.source == "dataset":
+        from cubecore.data.hfdataset import dataset_corpus  # imports `datasets` only for this source
+
+        corpus = dataset_corpus(data.dataset)
     else:
         corpus = files_corpus(data.files)
     if not corpus.pairs:
         first = corpus.rejects[0] if corpus.rejects else None
-        why = (f"; all {corpus.records} records rejected, first {first['file']}:{first['line']}: "
+        why = (f"; all {corpus.records} records rejected, first {reject_place(first)}: "
                f"{first['detail']}" if first else "")
         raise CubecoreError(f"data.source: {data.source!r} produced no turn pairs{why}")
     log.info("%s: %d adjacent turn pairs, %d records rejected", data.source, len(corpus.pairs),
