@@ -33,6 +33,10 @@ def test_a_teammate_pulls_outputs_run_cache_and_experiments(make_project, tmp_pa
     run_alice("git", "push", "-q", "origin", "HEAD")
     run_alice("dvc", "exp", "run", "-n", "lr-fast", "-S", "train.lr=0.002")
     run_alice("dvc", "exp", "push", "--run-cache", "origin", "lr-fast")
+    # `--run-cache` sends DVC's run records, not the files of their uncached outputs (metrics,
+    # DVCLive's curves), without which no stage can be restored from them: `share` sends those too
+    shared = run_alice(sys.executable, "-m", "cubecore", "share")
+    assert shared.startswith("share: ") and " 0 of the " not in shared, shared
 
     run_alice("git", "clone", "-q", str(origin), str(bob))
     run_bob = runner(bob)
