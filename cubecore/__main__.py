@@ -8,6 +8,7 @@
     python -m cubecore experiments                       # docs/experiments.md: every DVC experiment vs the frontier
     python -m cubecore embed --shard 1/3                 # embed a third of the texts into the shared cache
     python -m cubecore schema --out params.schema.json   # the params schema as JSON Schema (--readme: its table)
+    python -m cubecore share                             # push DVC's run-cache with its runs' files (teams)
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from cubecore.cli import (
     quiet_logging,
     report,
     schema,
+    share,
 )
 from cubecore.core.stage import main_guard
 
@@ -31,7 +33,7 @@ def build_parser() -> Parser:
     parser = Parser(prog="python -m cubecore", description=__doc__,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    for command in (answer, info, report, experiments, doctor, embed, schema):
+    for command in (answer, info, report, experiments, doctor, embed, schema, share):
         command.add_parser(commands)
     return parser
 

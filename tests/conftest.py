@@ -103,24 +103,11 @@ def plain_path() -> str:
     return os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep) if d and not (Path(d) / "activate").exists())
 
 
-def build_project(root: Path, overrides: dict | None = None):
-    """Copy this repo's tracked code into ``root`` as a fresh git + DVC project with TINY params.
-
-    Returns ``(root, run)``; ``run(*command)`` runs a command there (with this interpreter's
-    directory first on PATH, unless ``path`` is given) and returns its stdout, failing the test
-    (with the output) when it exits non-zero; with ``fails=True`` it must exit non-zero and
-    stdout + stderr are returned.
-    """
-    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True)
-    for name in tracked.stdout.splitlines():
-        if name == "dvc.lock" or name.startswith(("metrics/", "plots/", "tests/", "bench/")):
-            continue
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, root / name)
-    params = tiny_params(overrides)
-    params["base"]["cache_dir"] = str(root.parent / "embedding-cache")
-    params["train"]["checkpoint_dir"] = str(root.parent / "checkpoints")
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+def runner(root: Path):
+    """``run(*command)`` runs a command in ``root`` (with this interpreter's directory first on
+    PATH, unless ``path`` is given) and returns its stdout, failing the test (with the output)
+    when it exits non-zero; with ``fails=True`` it must exit non-zero and stdout + stderr are
+    returned."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(root.parent / "dvc-site"),
            "HF_HUB_OFFLINE": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
@@ -136,6 +123,27 @@ def build_project(root: Path, overrides: dict | None = None):
         assert done.returncode == 0, f"{' '.join(command)} failed:\n{output}"
         return done.stdout
 
+    return run
+
+
+def build_project(root: Path, overrides: dict | None = None):
+    """Copy this repo's tracked code into ``root`` as a fresh git + DVC project with TINY params.
+
+    The embedding cache and checkpoints go beside ``root`` (shared by the tests' projects) unless
+    ``overrides`` set them. Returns ``(root, run)``, ``run`` being ``runner(root)``.
+    """
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True)
+    for name in tracked.stdout.splitlines():
+        if name == "dvc.lock" or name.startswith(("metrics/", "plots/", "tests/", "bench/")):
+            continue
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, root / name)
+    params = tiny_params()
+    params["base"]["cache_dir"] = str(root.parent / "embedding-cache")
+    params["train"]["checkpoint_dir"] = str(root.parent / "checkpoints")
+    params = merge(params, overrides or {})
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run = runner(root)
     run("git", "init", "-q")
     run("git", "add", "-A")
     run("git", "commit", "-qm", "project")  # DVCLive and queued experiments need a commit

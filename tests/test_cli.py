@@ -92,10 +92,16 @@ def test_every_argument_has_help():
     import argparse
 
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(commands.choices) == {"answer", "info", "report", "experiments", "doctor", "embed", "schema"}
+    assert set(commands.choices) == {"answer", "info", "report", "experiments", "doctor", "embed", "schema", "share"}
     for name, parser in commands.choices.items():
         for action in parser._actions:
             assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+
+
+def test_share_outside_a_dvc_repository_says_so_in_one_line(tmp_path):
+    done = cli(tmp_path, "share")
+    assert done.returncode == 1 and done.stdout == ""
+    assert one_error_line(done.stderr).startswith("error: share: you are not inside of a DVC repository")
 
 
 def test_answer_prints_k_answers_best_first(project):

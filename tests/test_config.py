@@ -6,10 +6,17 @@ import math
 
 import pytest
 import yaml
-
 from pydantic import ValidationError
 
-from cubecore.core.config import CHOICES, Params, as_dict, bounds, leaf_fields, load_params, value_type
+from cubecore.core.config import (
+    CHOICES,
+    Params,
+    as_dict,
+    bounds,
+    leaf_fields,
+    load_params,
+    value_type,
+)
 from cubecore.core.errors import CubecoreError
 
 

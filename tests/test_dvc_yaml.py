@@ -155,7 +155,10 @@ def test_each_plot_is_declared_once_and_dvclive_curves_by_directory():
     in_stages = [p for stage in STAGES.values() for p in declared(stage, "plots")]
     assert len(top + in_stages) == len(set(top + in_stages))
     words = shlex.split(STAGES["train"]["cmd"])
-    assert f"{words[words.index('--live') + 1]}/plots/metrics" in top  # every curve DVCLive logs, present and future
+    live = words[words.index("--live") + 1]
+    # every curve DVCLive logs, present and future; its whole folder a metric or a plot (the run-cache needs it)
+    assert f"{live}/plots/metrics" in declared(STAGES["train"], "plots")
+    assert f"{live}/metrics.json" in declared(STAGES["train"], "metrics") and live not in declared(STAGES["train"], "outs")
 
 
 def test_readme_graph_is_the_dag():

@@ -12,7 +12,13 @@ import pytest
 import yaml
 
 from cubecore.core.config import CHOICES, Params, as_dict, leaf_fields, load_params
-from cubecore.core.schema import TABLE_END, TABLE_START, json_schema, params_table, with_params_table
+from cubecore.core.schema import (
+    TABLE_END,
+    TABLE_START,
+    json_schema,
+    params_table,
+    with_params_table,
+)
 
 SCHEMA_LINE = "# yaml-language-server: $schema=params.schema.json"
 

@@ -384,7 +384,9 @@ def load_corpus(data: DataParams) -> Corpus:
     elif data.source == "chitchat":
         corpus = chitchat_corpus()
     elif data.source == "dataset":
-        from cubecore.data.hfdataset import dataset_corpus  # imports `datasets` only for this source
+        from cubecore.data.hfdataset import (
+            dataset_corpus,  # imports `datasets` only for this source
+        )
 
         corpus = dataset_corpus(data.dataset)
     else:

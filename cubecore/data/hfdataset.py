@@ -23,7 +23,13 @@ from pathlib import Path
 
 from cubecore.core.config import DatasetParams
 from cubecore.core.errors import CubecoreError
-from cubecore.data.corpora import Corpus, Record, add_records, record_columns, require_columns
+from cubecore.data.corpora import (
+    Corpus,
+    Record,
+    add_records,
+    record_columns,
+    require_columns,
+)
 
 log = logging.getLogger(__name__)
 
