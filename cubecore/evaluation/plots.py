@@ -21,6 +21,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 
 from cubecore.core.artifacts import atomic_path  # noqa: E402
+from cubecore.core.frontier import family_range, parameter  # noqa: E402
 from cubecore.training.loop import HIGHER_IS_BETTER  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -192,19 +193,6 @@ RADII = (5, 14, 28, 46, 70)  # label offsets from the point, in points; past the
 OUTWARD = ((1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1))  # up-right: off the frontier
 INWARD = ((0, -1), (-1, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1))  # below first: for the cube
 ALIGN = {1: ("left", "bottom"), -1: ("right", "top"), 0: ("center", "center")}  # text away from its point
-
-
-def parameter(name: str) -> float:
-    """The parameter of a family member: 0.42 for ``blend@0.42``."""
-    return float(name.rpartition("@")[2])
-
-
-def family_range(names: list[str]) -> str:
-    """``blend@0.73…0.81 (9 weights)`` for several members of a family, the name for one."""
-    names = sorted(names, key=parameter)
-    if len(names) == 1:
-        return names[0]
-    return f"{names[0]}…{names[-1].rpartition('@')[2]} ({len(names)} weights)"
 
 
 def marker_boxes(ax, renderer) -> list[Bbox]:
