@@ -19,7 +19,7 @@ def project(tmp_path_factory):
     """extract -> filter -> split -> train -> evaluate, in-process, with tiny params and a test split."""
     from cubecore.core.artifacts import write_json
     from cubecore.core.config import load_params
-    from cubecore.evaluation.run import evaluate
+    from cubecore.evaluation.run import evaluate, headline
     from cubecore.data.extraction import extract
     from cubecore.data.filtering import filter_pairs
     from cubecore.data.splitting import split_pairs
@@ -44,7 +44,9 @@ def project(tmp_path_factory):
         results, speed = train(params, "data/extract", "data/split", "models/cube", progress=False)
         write_json("metrics/train.json", results)
         write_json("metrics/speed/train.json", speed)
-        write_json("metrics/eval.json", evaluate(params, "data/extract", "data/split", "models/cube")[0])
+        evaluation = evaluate(params, "data/extract", "data/split", "models/cube")[0]
+        write_json("metrics/eval.json", evaluation)
+        write_json("metrics/headline.json", headline(evaluation))
     finally:
         os.chdir(old)
     return root
@@ -170,7 +172,8 @@ def test_info_json_holds_every_file(project, monkeypatch, capsys):
     assert code == 0
     files = json.loads(out)
     assert set(files) == {"models/cube/model.json", "metrics/speed/train.json",
-                          *(f"metrics/{n}.json" for n in ("eval", "extract", "filter", "pretrain", "split", "train"))}
+                          *(f"metrics/{n}.json" for n in ("eval", "extract", "filter", "headline", "pretrain",
+                                                            "split", "train"))}
     assert files["metrics/eval.json"] == json.loads((project / "metrics/eval.json").read_text())
 
 

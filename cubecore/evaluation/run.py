@@ -183,6 +183,18 @@ def confidence(values: dict[str, dict], best: dict[str, str], point_names: list[
     return report
 
 
+def headline(metrics: dict) -> dict:
+    """The few figures a reviewer compares across runs (``metrics/headline.json``, the file
+    ``dvc exp show`` and ``dvc metrics diff`` list): on the report split, the cube's cosine, MRR
+    and Recall@1, its frontier margin with the bootstrap interval, and the R² of its trivial
+    affine fit. Everything else stays in ``eval.json``."""
+    split = metrics["setup"]["report_split"]
+    margin = metrics["confidence"]["frontier_margin"]
+    return {"split": split, "cube": {m: metrics["cube"][split][m] for m in INTERVALS},
+            "margin": margin["value"], "margin_low": margin["low"], "margin_high": margin["high"],
+            "trivial_r2": metrics["anatomy"][split]["trivial"]["r2"]}
+
+
 def evaluate(params: Params, data_dir: str | Path, split_dir: str | Path, model_dir: str | Path) -> tuple[dict, dict]:
     """Metrics per model and split, and what the plots need (per-row cosine, recall curves)."""
     use_threads(params.train.threads)  # the trained baselines run like the cube (1 thread: 2-5x faster under load)
