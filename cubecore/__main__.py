@@ -7,12 +7,13 @@
     python -m cubecore doctor                            # is this machine ready? one line per check
     python -m cubecore experiments                       # docs/experiments.md: every DVC experiment vs the frontier
     python -m cubecore embed --shard 1/3                 # embed a third of the texts into the shared cache
+    python -m cubecore plots-page                        # .dvc/plots_page.html: `dvc plots show` draws offline
 """
 from __future__ import annotations
 
 import argparse
 
-from cubecore.cli import Parser, answer, doctor, embed, experiments, info, quiet_logging, report
+from cubecore.cli import Parser, answer, doctor, embed, experiments, info, plots_page, quiet_logging, report
 from cubecore.core.stage import main_guard
 
 
@@ -20,7 +21,7 @@ def build_parser() -> Parser:
     parser = Parser(prog="python -m cubecore", description=__doc__,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    for command in (answer, info, report, experiments, doctor, embed):
+    for command in (answer, info, report, experiments, doctor, embed, plots_page):
         command.add_parser(commands)
     return parser
 
