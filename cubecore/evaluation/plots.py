@@ -112,12 +112,19 @@ def training_curves(live_metrics_dir: Path, path: Path, title: str, monitor: str
     return _save(fig, path)
 
 
-def cosine_histogram(cosines: dict[str, np.ndarray], path: Path, title: str, highlight: str = HIGHLIGHT):
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+def cosine_histogram(cosines: dict[str, np.ndarray], path: Path, title: str, highlight: str = HIGHLIGHT,
+                     rivals: int = 2):
+    """Per-row cosine of the highlight against the ``rivals`` other models of highest mean
+    cosine (more outlines overlaid cannot be told apart); the title says how many were left out."""
+    others = sorted((n for n in cosines if n != highlight), key=lambda n: -cosines[n].mean())
+    shown = {n: cosines[n] for n in [*others[:rivals], highlight] if n in cosines}
+    if len(others) > rivals:
+        title = f"{title}\n{highlight} against the {rivals} of {len(others)} others with the highest mean cosine"
+    fig, ax = plt.subplots(figsize=(7, 4.6))
     bins = np.linspace(-0.2, 1.0, 49)
-    style = styles(cosines, highlight)
-    for name in drawing_order(cosines, highlight):
-        values = cosines[name]
+    style = styles(shown, highlight)
+    for name in drawing_order(shown, highlight):
+        values = shown[name]
         label = f"{name} (mean {values.mean():.3f})"
         if name == highlight:  # filled under its outline, so it stands out from the outlines
             ax.hist(values, bins=bins, histtype="stepfilled", color=style[name]["color"], alpha=0.15,
