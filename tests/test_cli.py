@@ -95,7 +95,7 @@ def test_every_argument_has_help():
     import argparse
 
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(commands.choices) == {"answer", "info", "report", "experiments", "doctor", "embed"}
+    assert set(commands.choices) == {"answer", "info", "report", "experiments", "doctor", "embed", "plots-page"}
     for name, parser in commands.choices.items():
         for action in parser._actions:
             assert action.help, f"{name} {action.option_strings or action.dest} has no help"
