@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 # DVC runs each stage's `python -m stages.<name>` with the first python on PATH: make it the
-# venv's, whether or not a virtualenv is activated (a system python has no torch).
+# venv's, whether or not a virtualenv is activated (a system python has no torch). `doctor`
+# checks the calling shell's own PATH, where a plain `dvc ...` would find its python.
+SHELL_PATH := $(PATH)
 export PATH := $(abspath $(BIN)):$(PATH)
 export VIRTUAL_ENV := $(abspath $(VENV))
 unexport PYTHONHOME
@@ -38,8 +40,8 @@ bench: $(STAMP)
 report: $(STAMP)  # review report.md: make report [BASE=main] [EXP=name]
 	$(BIN)/python -m cubecore report --base $(or $(BASE),HEAD) $(if $(EXP),--exp $(EXP))
 
-doctor: $(STAMP)  # one line per check of this machine and workspace
-	$(BIN)/python -m cubecore doctor
+doctor: $(STAMP)  # one line per check of this machine and workspace, on the calling shell's PATH
+	PATH="$(SHELL_PATH)" $(BIN)/python -m cubecore doctor
 
 clean:
 	rm -rf $(VENV)

@@ -45,8 +45,8 @@ def run(root: Path, processes: int, name: str, changes: list[str]) -> dict:
     (out / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     command = [sys.executable, "-m", "stages.train", "--params", str(out / "params.yaml"), "--data", "data/extract",
                "--split", "data/split", "--pretrained", "models/pretrain", "--model", str(out / "model"),
-               "--live", str(out / "live"), "--metrics", str(out / "train.json"), "--speed", str(out / "speed.json"),
-               "--allow-outside"]
+               "--live", str(out / "live"), "--curves", str(out / "curves.png"), "--metrics", str(out / "train.json"),
+               "--speed", str(out / "speed.json"), "--allow-outside"]
     started = time.perf_counter()
     with open(out / "log.txt", "w") as log:
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=log)

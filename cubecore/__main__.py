@@ -9,6 +9,7 @@
     python -m cubecore embed --shard 1/3                 # embed a third of the texts into the shared cache
     python -m cubecore schema --out params.schema.json   # the params schema as JSON Schema (--readme: its table)
     python -m cubecore share                             # push DVC's run-cache with its runs' files (teams)
+    python -m cubecore plots-page                        # .dvc/plots_page.html: `dvc plots show` draws offline
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from cubecore.cli import (
     embed,
     experiments,
     info,
+    plots_page,
     quiet_logging,
     report,
     schema,
@@ -33,7 +35,7 @@ def build_parser() -> Parser:
     parser = Parser(prog="python -m cubecore", description=__doc__,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    for command in (answer, info, report, experiments, doctor, embed, schema, share):
+    for command in (answer, info, report, experiments, doctor, embed, schema, share, plots_page):
         command.add_parser(commands)
     return parser
 

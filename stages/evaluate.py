@@ -1,23 +1,23 @@
-"""DVC stage `evaluate`: the cube beside baselines on the same rows; metrics and plots, then
-the opt-in gates of `evaluate.require` (a miss exits 1 after everything is written)."""
+"""DVC stage `evaluate`: the cube beside baselines on the same rows; every metric (--metrics),
+the few a reviewer compares (--headline) and plots, then the opt-in gates of
+`evaluate.require` (a miss exits 1 after everything is written)."""
 from pathlib import Path
 
 from cubecore.core import gates
 from cubecore.core.artifacts import write_json
 from cubecore.core.stage import main_guard, stage_args, steady_heap, write_speed
 from cubecore.evaluation import plots
-from cubecore.evaluation.run import HEADLINE, MODELS, evaluate
+from cubecore.evaluation.run import HEADLINE, MODELS, evaluate, headline
 
 
 @main_guard
 def main() -> None:
-    args, params = stage_args(__doc__, "data", "split", "model", "live", "plots", "metrics", "speed")
+    args, params = stage_args(__doc__, "data", "split", "model", "plots", "metrics", "headline", "speed")
     steady_heap()
     result = evaluate(params, args.data, args.split, args.model)
     write_json(args.metrics, result.metrics)
+    write_json(args.headline, headline(result.metrics))
     out, mode = Path(args.plots), result.mode
-    plots.training_curves(Path(args.live) / "plots" / "metrics", out / "training_curves.png",
-                          f"Cube training ({mode})", monitor=params.train.monitor)
     plots.cosine_histogram(result.cosine, out / "val_cosine_hist.png", f"Validation cosine per row ({mode})")
     plots.recall_at_k(result.recall, out / "recall_at_k.png", out / "recall_at_k.csv",
                       f"Retrieval of the true target among validation targets ({mode})")

@@ -22,7 +22,7 @@ def project(tmp_path_factory):
     from cubecore.data.extraction import extract
     from cubecore.data.filtering import filter_pairs
     from cubecore.data.splitting import split_pairs
-    from cubecore.evaluation.run import evaluate
+    from cubecore.evaluation.run import evaluate, headline
     from cubecore.training.run import pretrain, train
 
     root = tmp_path_factory.mktemp("cli")
@@ -43,7 +43,9 @@ def project(tmp_path_factory):
         results, speed = train(params, "data/extract", "data/split", "models/cube", progress=False)
         write_json("metrics/train.json", results)
         write_json("metrics/speed/train.json", speed)
-        write_json("metrics/eval.json", evaluate(params, "data/extract", "data/split", "models/cube").metrics)
+        evaluation = evaluate(params, "data/extract", "data/split", "models/cube").metrics
+        write_json("metrics/eval.json", evaluation)
+        write_json("metrics/headline.json", headline(evaluation))
     finally:
         os.chdir(old)
     return root
@@ -92,7 +94,8 @@ def test_every_argument_has_help():
     import argparse
 
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(commands.choices) == {"answer", "info", "report", "experiments", "doctor", "embed", "schema", "share"}
+    assert set(commands.choices) == {"answer", "info", "report", "experiments", "doctor", "embed", "schema", "share",
+                                     "plots-page"}
     for name, parser in commands.choices.items():
         for action in parser._actions:
             assert action.help, f"{name} {action.option_strings or action.dest} has no help"
@@ -175,7 +178,8 @@ def test_info_json_holds_every_file(project, monkeypatch, capsys):
     assert code == 0
     files = json.loads(out)
     assert set(files) == {"models/cube/model.json", "metrics/speed/train.json",
-                          *(f"metrics/{n}.json" for n in ("eval", "extract", "filter", "pretrain", "split", "train"))}
+                          *(f"metrics/{n}.json" for n in ("eval", "extract", "filter", "headline", "pretrain",
+                                                            "split", "train"))}
     assert files["metrics/eval.json"] == json.loads((project / "metrics/eval.json").read_text())
 
 

@@ -61,8 +61,8 @@ def params_file(root: Path, processes: int, **train) -> Path:
 def stage_command(root: Path, data: Path, split: Path) -> list[str]:
     return [sys.executable, "-m", "stages.train", "--params", str(root / "params.yaml"), "--data", str(data),
             "--split", str(split), "--pretrained", str(root / "none"), "--model", str(root / "model"),
-            "--live", str(root / "live"), "--metrics", str(root / "train.json"), "--speed", str(root / "speed.json"),
-            "--allow-outside"]
+            "--live", str(root / "live"), "--curves", str(root / "curves.png"), "--metrics", str(root / "train.json"),
+            "--speed", str(root / "speed.json"), "--allow-outside"]
 
 
 def run_stage(root: Path, data: Path, split: Path) -> subprocess.CompletedProcess:
@@ -131,8 +131,8 @@ def test_only_rank_0_writes(runs):
     """Each "machine" was given its own output paths and checkpoint_dir: rank 1's stayed empty."""
     assert sorted(p.name for p in runs["node1"].iterdir()) == ["params.yaml"]
     root = runs["node0"]
-    assert {p.name for p in root.iterdir()} == {"params.yaml", "model", "live", "train.json", "speed.json",
-                                                "checkpoints"}
+    assert {p.name for p in root.iterdir()} == {"params.yaml", "model", "live", "curves.png", "train.json",
+                                                "speed.json", "checkpoints"}
     assert sorted(p.name for p in (root / "model").iterdir()) == ["model.json", "model.safetensors"]
     curve = (root / "live" / "plots" / "metrics" / "val_loss.tsv").read_text().splitlines()
     assert len(curve) == 1 + EPOCHS  # header + one row per epoch: one DVCLive writer

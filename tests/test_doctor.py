@@ -164,3 +164,16 @@ def test_cannot_check_exits_2(project, monkeypatch, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].startswith("cannot check  dvc analytics: ")
     assert [line.split()[0] for line in lines].count("ok") == 6
+
+
+def test_make_doctor_checks_the_calling_shells_path(project):
+    """make puts .venv/bin first on PATH for its recipes; the python check must see the PATH of
+    the shell that ran make, where a plain `dvc ...` finds its python."""
+    from conftest import REPO, plain_path
+
+    shutil.copy(REPO / "Makefile", project / "Makefile")
+    done = subprocess.run([shutil.which("make"), "-s", "-o", ".venv/.installed", "doctor"], cwd=project,
+                          env={**os.environ, "PATH": plain_path()}, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0, done.stdout
+    python_line = next(line for line in done.stdout.splitlines() if "python" in line.split(":")[0])
+    assert python_line.startswith("problem") and "source " in python_line, done.stdout

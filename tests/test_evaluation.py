@@ -314,14 +314,19 @@ def test_a_missed_requirement_fails_the_stage_after_writing_its_results(syntheti
     raw["evaluate"]["require"] = ["beats: mean on mrr", "beats: ridge on mrr"]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     done = subprocess.run([sys.executable, "-m", "stages.evaluate", "--data", str(data), "--split", str(split),
-                           "--model", str(model), "--live", "live", "--plots", "plots", "--metrics", "eval.json",
-                           "--speed", "speed.json", "--allow-outside"],
+                           "--model", str(model), "--plots", "plots", "--metrics", "eval.json",
+                           "--headline", "headline.json", "--speed", "speed.json", "--allow-outside"],
                           cwd=tmp_path, capture_output=True, text=True, check=False,
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert done.returncode == 1, done.stderr[-2000:]
     metrics = json.loads((tmp_path / "eval.json").read_text())
     assert (tmp_path / "plots" / "frontier.png").exists() and (tmp_path / "plots" / "recall_at_k.csv").exists()
     cube, ridge = metrics["cube"]["test"]["mrr"], metrics["ridge"]["test"]["mrr"]
+    margin = metrics["confidence"]["frontier_margin"]
+    assert json.loads((tmp_path / "headline.json").read_text()) == {  # what `dvc exp show` lists, from eval.json
+        "split": "test", "cube": {m: metrics["cube"]["test"][m] for m in ("cosine", "mrr", "recall@1")},
+        "margin": margin["value"], "margin_low": margin["low"], "margin_high": margin["high"],
+        "trivial_r2": metrics["anatomy"]["test"]["trivial"]["r2"]}
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert errors == [(f'error: evaluate.require failed on test: "beats: ridge on mrr": the cube\'s mrr {cube:.4f} '
                        f"is not above ridge's {ridge:.4f} (short by {ridge - cube:.4f})")]

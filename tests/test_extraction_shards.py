@@ -51,10 +51,20 @@ def test_two_workers_write_the_bytes_of_one(tmp_path, minilm_dir, monkeypatch, c
     (one, one_stats), (two, two_stats) = results[1], results[2]
     assert one_stats["cache_misses"] == len(TEXTS) - 2
     assert one.tobytes() == two.tobytes()
+    assert (one_stats["chunks"], one_stats["worker_processes"]) == (3, 0)  # 1 worker: this process
+    assert (two_stats["chunks"], two_stats["worker_processes"]) == (3, 2)
     for workers in (1, 2):  # one shard per chunk of 7 misses
         assert len(list((tmp_path / f"workers-{workers}").glob("*/*.keys.npy"))) == 1 + 3
     assert one_stats["bf16_worst_cosine_to_fp32"] == two_stats["bf16_worst_cosine_to_fp32"] >= 0.999
     assert not warnings_in(caplog)
+
+
+def test_a_single_chunk_is_embedded_in_this_process_whatever_the_workers(tmp_path, minilm_teacher):
+    """Parallelism is per chunk: 2 workers asked for one chunk start no process (bench/extract.py
+    reports that rather than a speed-up)."""
+    cache = EmbeddingCache(tmp_path, minilm_teacher.cache_namespace())
+    _, stats = embed_with_cache(TEXTS, minilm_teacher, cache, progress=False, workers=2)
+    assert (stats["chunks"], stats["worker_processes"]) == (1, 0)
 
 
 def spawned_workers() -> list[int]:

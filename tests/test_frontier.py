@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from cubecore.core.frontier import dominates, frontier_report, margin, pareto_front
+from cubecore.core.frontier import (
+    dominates,
+    frontier_report,
+    margin,
+    pareto_front,
+    short_list,
+)
 from cubecore.evaluation.baselines import Blend, Linear, blend_family
 from cubecore.evaluation.run import blend_rows, per_row
 from cubecore.training.pairings import TaskData
@@ -78,3 +84,9 @@ def test_the_blend_points_are_each_blend_scored_on_its_own():
             assert np.array_equal(blended[name][key], alone[key]), (name, key)
     assert not np.allclose(blended["blend@0"]["cosine"], blended["blend@1"]["cosine"], atol=0.1)
     assert not np.array_equal(blended["blend@0"]["rank"], blended["blend@1"]["rank"])
+
+
+def test_a_family_is_listed_as_one_range_whatever_its_order():
+    names = ["linear", "blend@0.61", "blend@0.55", "mlp", *(f"blend@0.5{i}" for i in range(6, 10)), "blend@0.6"]
+    assert short_list(names) == "linear, blend@0.55…0.61 (7 weights), mlp"
+    assert short_list(["blend@0.7"]) == "blend@0.7" and short_list([]) == "nothing"

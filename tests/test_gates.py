@@ -139,3 +139,12 @@ def test_unquoted_yaml_mapping_is_read_as_the_entry(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("evaluate:\n  require:\n  - not_dominated\n  - beats: ridge\n  - beats: best on mrr\n")
     assert load_params(path).evaluate.require == ["not_dominated", "beats: ridge", "beats: best on mrr"]
+
+
+def test_a_cube_dominated_by_a_whole_blend_family_is_named_in_one_range():
+    res = results(cube=(0.54, 0.70))
+    weights = [round(0.49 + 0.01 * i, 2) for i in range(40)]
+    res["frontier"]["test"]["dominated_by"] = ["linear", "mlp", *(f"blend@{w:g}" for w in weights), "shift@0.1"]
+    message = check("not_dominated", res)
+    assert "dominated by linear, mlp, blend@0.49…0.88 (40 weights), shift@0.1 (margin" in message
+    assert message.count("blend@") == 1

@@ -117,14 +117,18 @@ def test_make_repro_from_a_plain_shell_then_noop_force_and_review(project):
     run("gto", "register", "cube")
     run("dvc", "artifacts", "get", ".", "cube", "-o", str(root.parent / "artifact"))
     assert (root.parent / "artifact/model.safetensors").read_bytes() == (root / "models/cube/model.safetensors").read_bytes()
+    run("dvc", "exp", "run", "-S", "train.lr=0.001")  # one param: DVC lists the headline, not eval.json's 250 figures
+    shown = run("env", "COLUMNS=1000", "dvc", "exp", "show", "--only-changed", "--no-pager")  # as a wide terminal
+    assert max(map(len, shown.splitlines())) <= 200 and "…" not in shown, shown
+    assert "cube.mrr" in shown and "margin_low" in shown and "train.lr" in shown, shown
     output = run("dvc", "exp", "run", "-S", "data.max_pairs=250", "-S", "train.lr=0.002")
     assert "Running stage 'extract'" in output
     params_diff = run("dvc", "params", "diff", "--md")
     assert "data.max_pairs" in params_diff and "train.lr" in params_diff
     metrics_diff = run("dvc", "metrics", "diff", "--md")
-    assert "cube.val.cosine" in metrics_diff and "train.val_cosine" in metrics_diff
+    assert "cube.cosine" in metrics_diff and "margin" in metrics_diff and "extract.pairs" in metrics_diff
     table = run("dvc", "exp", "show", "--md", "--no-pager")
-    assert "cube.val.mrr" in table and "0.002" in table
+    assert "cube.mrr" in table and "0.002" in table
     run(sys.executable, "-m", "cubecore", "experiments", "--save-json", "docs/exps.json", "--out", "docs/experiments.md")
     generated = (root / "docs/experiments.md").read_text()
     assert run(sys.executable, "-m", "cubecore", "experiments", "--input", "docs/exps.json") == generated.replace(

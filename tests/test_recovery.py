@@ -71,5 +71,5 @@ def test_experiments_run_at_once_through_the_queue(make_project):
         for rev in exp["revs"]:
             data = rev["data"]
             results[rev["name"]] = (data["params"]["params.yaml"]["data"]["train"]["lr"],
-                                    data["metrics"]["metrics/eval.json"]["data"]["cube"]["test"]["mrr"])
+                                    data["metrics"]["metrics/headline.json"]["data"]["cube"]["mrr"])
     assert {name: lr for name, (lr, _) in results.items()} == {"a": 0.002, "b": 0.003}, shown

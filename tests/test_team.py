@@ -58,8 +58,8 @@ def test_a_teammate_pulls_outputs_run_cache_and_experiments(make_project, tmp_pa
     assert lock_md5(bob, "train", "models/cube") == lock_md5(alice, "train", "models/cube")  # her lr-fast
     for name in ("train.json", "eval.json"):
         assert (bob / "metrics" / name).read_bytes() == (alice / "metrics" / name).read_bytes(), name
-    assert (bob / "plots/train/plots/metrics/val_mrr.tsv").read_bytes() == \
-        (alice / "plots/train/plots/metrics/val_mrr.tsv").read_bytes()
+    assert (bob / "data/train/plots/metrics/val_mrr.tsv").read_bytes() == \
+        (alice / "data/train/plots/metrics/val_mrr.tsv").read_bytes()
 
     # her experiment itself, through the git remote, reviewed here
     run_bob("dvc", "exp", "pull", "origin", "lr-fast")

@@ -3,8 +3,10 @@
     python -m cubecore experiments [--rev REV ...] [--save-json FILE] [--out FILE [--force]]
     python -m cubecore experiments --input FILE [--out FILE [--force]]
 
-Reads ``dvc exp show --json`` (the params and metrics DVC recorded for each baseline commit
-and its experiments; nothing is typed by hand) and writes one row per run, best frontier
+Reads ``dvc exp show --json`` (the params and headline metrics DVC recorded for each baseline
+commit and its experiments; nothing is typed by hand) with each run's ``metrics/eval.json`` and
+``metrics/train.json`` from its git commit (DVC lists only the headline file, so that its own
+table stays narrow), and writes one row per run, best frontier
 margin first: the params it changed against its baseline commit, the cube's size and its
 cosine / MRR / Recall@1 on the report split, the signed margin to the baselines' frontier
 with its bootstrap interval and verdict, and that run's strongest baselines. Runs of
@@ -30,6 +32,7 @@ from cubecore.core.frontier import basis
 log = logging.getLogger(__name__)
 
 TRAIN = "metrics/train.json"
+DETAIL = (EVAL, TRAIN)  # git-tracked outputs, not DVC metrics: read from each run's commit
 
 
 class Run:
@@ -142,6 +145,33 @@ def collect(records: list[dict]) -> list[Run]:
     return runs
 
 
+def git_file(rev: str, path: str) -> dict | None:
+    """The JSON content of ``path`` at commit ``rev``, or None where it has no such file."""
+    done = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
+    if done.returncode != 0:
+        return None
+    try:
+        return json.loads(done.stdout)
+    except json.JSONDecodeError as exc:
+        raise CubecoreError(f"{path} (commit {rev[:7]}):{exc.lineno}: malformed JSON ({exc.msg})") from None
+
+
+def attach_detail(records: list[dict]) -> None:
+    """Put each run's ``DETAIL`` files, read from its commit, beside the metrics ``dvc exp show``
+    recorded for it, in the same form (so a saved file regenerates the table on its own)."""
+    for record in records:
+        runs = [record, *(rev for group in record.get("experiments") or [] for rev in group.get("revs", []))]
+        for entry in runs:
+            data, rev = entry.get("data"), entry.get("rev")
+            if not data or not rev or rev == "workspace":
+                continue
+            metrics = data.setdefault("metrics", {})
+            for path in DETAIL:
+                content = git_file(rev, path)
+                if content is not None:
+                    metrics[path] = {"data": content}
+
+
 def views_table(runs: list[Run]) -> list[str]:
     """The further views of modes that have them (e.g. reconstruction): cube, input, ridge."""
     rows = []
@@ -224,6 +254,7 @@ def run(args: argparse.Namespace) -> None:
             raise CubecoreError(f"{Path.cwd()}: not a DVC repository; run this from the repository root")
         flags = [flag for rev in args.rev or [] for flag in ("--rev", rev)]
         records = json.loads(dvc("exp", "show", "--json", *flags) or "[]")
+        attach_detail(records)
         if args.save_json:
             with atomic_path(Path(args.save_json)) as tmp:
                 tmp.write_text(json.dumps(records, indent=1, sort_keys=True) + "\n", encoding="utf-8")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from cubecore.core.artifacts import atomic_path
 from cubecore.core.errors import CubecoreError
-from cubecore.core.frontier import basis
+from cubecore.core.frontier import basis, short_list
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ def frontier_rows(evaluation: dict) -> dict[str, str]:
     rows = {}
     for split, report in evaluation.get("frontier", {}).items():
         rows[f"{split}: margin to the frontier"] = cell(report.get("margin"))
-        rows[f"{split}: dominated by"] = ", ".join(report.get("dominated_by", [])) or "nothing"
+        rows[f"{split}: dominated by"] = short_list(report.get("dominated_by", []))
     confidence = evaluation.get("confidence", {})
     level = f"{round(100 * confidence.get('level', 0.95))} % interval"
     for metric, estimate in confidence.items():

@@ -80,6 +80,29 @@ def basis(report: dict) -> str:
     return f" on {rest} ({ties})"
 
 
+def parameter(name: str) -> float:
+    """The parameter of a family member: 0.42 for ``blend@0.42``."""
+    return float(name.rpartition("@")[2])
+
+
+def family_range(names: list[str]) -> str:
+    """``blend@0.73…0.81 (9 weights)`` for several members of a family, the name for one."""
+    names = sorted(names, key=parameter)
+    if len(names) == 1:
+        return names[0]
+    return f"{names[0]}…{names[-1].rpartition('@')[2]} ({len(names)} weights)"
+
+
+def short_list(names: list[str]) -> str:
+    """Model names for a message or a table cell: each family (``blend@a``, ``shift@b``) as one
+    range, e.g. "linear, mlp, blend@0.49…0.6 (12 weights)"; "nothing" when empty."""
+    families: dict[str, list[str]] = {}
+    for name in names:
+        families.setdefault(name.partition("@")[0] if "@" in name else name, []).append(name)
+    return ", ".join(family_range(members) if "@" in members[0] else members[0]
+                     for members in families.values()) or "nothing"
+
+
 def frontier_report(points: dict[str, Point], cube: Point) -> dict:
     """The frontier of the baseline ``points``, and where the cube stands against it (the points
     themselves go to the frontier plot's data, not to the metrics). ``saturated`` is a mapping of

@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass
 
 from cubecore.core.errors import CubecoreError
-from cubecore.core.frontier import basis
+from cubecore.core.frontier import basis, short_list
 from cubecore.core.lineup import BASELINES, HEADLINE, INTERVALS
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def shortfall(req: Requirement, results: dict) -> str | None:
         if not frontier["dominated"]:
             return None
         return (f"the cube (cosine {cube['cosine']:.4f}, MRR {cube['mrr']:.4f}) is dominated{basis(frontier)} by "
-                f"{', '.join(frontier['dominated_by'])} (margin {frontier['margin']:.4f})")
+                f"{short_list(frontier['dominated_by'])} (margin {frontier['margin']:.4f})")
     if req.target == "frontier":
         entry = confidence["frontier_margin"] if req.beyond_noise else None
         if entry is not None and entry["low"] <= 0:

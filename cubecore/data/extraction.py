@@ -49,9 +49,10 @@ def embed_with_cache(texts: list[str], teacher: Teacher, cache: EmbeddingCache,
     """
     matrix, found = cache.get(texts, teacher.hidden_size)
     missing = np.flatnonzero(~found)
+    chunks = chunked(missing, shard_texts())
     started = time.perf_counter()
     if len(missing):
-        fill_cache(texts, chunked(missing, shard_texts()), teacher, cache, workers, progress)
+        fill_cache(texts, chunks, teacher, cache, workers, progress)
         matrix[missing], filled = cache.get([texts[i] for i in missing], teacher.hidden_size)
         if not filled.all():
             raise CubecoreError(f"embedding cache {cache.directory}: {int((~filled).sum())} texts just embedded "
@@ -68,9 +69,18 @@ def embed_with_cache(texts: list[str], teacher: Teacher, cache: EmbeddingCache,
         "cache_misses": int(len(missing)),
         "embed_seconds": round(seconds, 3),
         "texts_per_second": round(len(missing) / seconds, 1) if len(missing) and seconds > 0 else None,
+        "chunks": len(chunks),  # of the misses, one shard each: parallelism is per chunk
+        "worker_processes": worker_processes(workers, len(chunks)),
         "bf16_worst_cosine_to_fp32": fidelity,
     }
     return matrix, stats
+
+
+def worker_processes(workers: int, chunks: int) -> int:
+    """The processes that embed ``chunks`` chunks with ``workers`` asked for: 0 when this
+    process embeds them itself (one worker asked, or at most one chunk)."""
+    used = min(workers, chunks)
+    return used if used > 1 else 0
 
 
 def fill_cache(texts: list[str], chunks: list[np.ndarray], teacher: Teacher, cache: EmbeddingCache,
@@ -84,8 +94,8 @@ def fill_cache(texts: list[str], chunks: list[np.ndarray], teacher: Teacher, cac
     """
     chunks = [rows for rows in chunks if len(rows)]
     total, done = sum(map(len, chunks)), 0
-    workers = min(workers, len(chunks))
-    if workers <= 1:
+    workers = worker_processes(workers, len(chunks))
+    if not workers:
         for rows in chunks:
             chunk = [texts[i] for i in rows]
             cache.put(chunk, teacher.embed(chunk, progress=progress))
@@ -229,7 +239,8 @@ def extract(params: Params, out_dir: str | Path, progress: bool = True) -> tuple
         artifacts.write_pairs(tmp / "pairs.tsv", pairs)
         artifacts.write_json(tmp / "teacher.json", teacher.identity())
         artifacts.write_jsonl(tmp / "rejects.jsonl", corpus.rejects)
-    speed = {key: stats.pop(key) for key in ("cache_hits", "cache_misses", "embed_seconds", "texts_per_second")}
+    speed = {key: stats.pop(key) for key in ("cache_hits", "cache_misses", "embed_seconds", "texts_per_second",
+                                             "chunks", "worker_processes")}
     metrics = {"source": params.data.source, **corpus.counts(), "pairs": len(pairs), "distinct_texts": len(texts),
                **alike, "dim": teacher.hidden_size, "precision": teacher.precision,
                **stats}

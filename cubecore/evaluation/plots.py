@@ -21,6 +21,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 
 from cubecore.core.artifacts import atomic_path  # noqa: E402
+from cubecore.core.frontier import family_range, parameter  # noqa: E402
 from cubecore.core.lineup import HIGHER_IS_BETTER  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -111,12 +112,19 @@ def training_curves(live_metrics_dir: Path, path: Path, title: str, monitor: str
     return _save(fig, path)
 
 
-def cosine_histogram(cosines: dict[str, np.ndarray], path: Path, title: str, highlight: str = HIGHLIGHT):
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+def cosine_histogram(cosines: dict[str, np.ndarray], path: Path, title: str, highlight: str = HIGHLIGHT,
+                     rivals: int = 2):
+    """Per-row cosine of the highlight against the ``rivals`` other models of highest mean
+    cosine (more outlines overlaid cannot be told apart); the title says how many were left out."""
+    others = sorted((n for n in cosines if n != highlight), key=lambda n: -cosines[n].mean())
+    shown = {n: cosines[n] for n in [*others[:rivals], highlight] if n in cosines}
+    if len(others) > rivals:
+        title = f"{title}\n{highlight} against the {rivals} of {len(others)} others with the highest mean cosine"
+    fig, ax = plt.subplots(figsize=(7, 4.6))
     bins = np.linspace(-0.2, 1.0, 49)
-    style = styles(cosines, highlight)
-    for name in drawing_order(cosines, highlight):
-        values = cosines[name]
+    style = styles(shown, highlight)
+    for name in drawing_order(shown, highlight):
+        values = shown[name]
         label = f"{name} (mean {values.mean():.3f})"
         if name == highlight:  # filled under its outline, so it stands out from the outlines
             ax.hist(values, bins=bins, histtype="stepfilled", color=style[name]["color"], alpha=0.15,
@@ -192,19 +200,6 @@ RADII = (5, 14, 28, 46, 70)  # label offsets from the point, in points; past the
 OUTWARD = ((1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1))  # up-right: off the frontier
 INWARD = ((0, -1), (-1, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1))  # below first: for the cube
 ALIGN = {1: ("left", "bottom"), -1: ("right", "top"), 0: ("center", "center")}  # text away from its point
-
-
-def parameter(name: str) -> float:
-    """The parameter of a family member: 0.42 for ``blend@0.42``."""
-    return float(name.rpartition("@")[2])
-
-
-def family_range(names: list[str]) -> str:
-    """``blend@0.73…0.81 (9 weights)`` for several members of a family, the name for one."""
-    names = sorted(names, key=parameter)
-    if len(names) == 1:
-        return names[0]
-    return f"{names[0]}…{names[-1].rpartition('@')[2]} ({len(names)} weights)"
 
 
 def marker_boxes(ax, renderer) -> list[Bbox]:

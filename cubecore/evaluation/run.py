@@ -199,6 +199,18 @@ def confidence(values: dict[str, dict], best: dict[str, str], point_names: list[
     return report
 
 
+def headline(metrics: dict) -> dict:
+    """The few figures a reviewer compares across runs (``metrics/headline.json``, the file
+    ``dvc exp show`` and ``dvc metrics diff`` list): on the report split, the cube's cosine, MRR
+    and Recall@1, its frontier margin with the bootstrap interval, and the R² of its trivial
+    affine fit. Everything else stays in ``eval.json``."""
+    split = metrics["setup"]["report_split"]
+    margin = metrics["confidence"]["frontier_margin"]
+    return {"split": split, "cube": {m: metrics["cube"][split][m] for m in INTERVALS},
+            "margin": margin["value"], "margin_low": margin["low"], "margin_high": margin["high"],
+            "trivial_r2": metrics["anatomy"][split]["trivial"]["r2"]}
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """What ``evaluate`` found: ``metrics`` (written to metrics/eval.json) and what each plot draws."""
