@@ -156,9 +156,18 @@ def test_each_plot_is_declared_once_and_dvclive_curves_by_directory():
     assert len(top + in_stages) == len(set(top + in_stages))
     words = shlex.split(STAGES["train"]["cmd"])
     live = words[words.index("--live") + 1]
-    # every curve DVCLive logs, present and future; its whole folder a metric or a plot (the run-cache needs it)
-    assert f"{live}/plots/metrics" in declared(STAGES["train"], "plots")
-    assert f"{live}/metrics.json" in declared(STAGES["train"], "metrics") and live not in declared(STAGES["train"], "outs")
+    # every curve DVCLive logs, present and future, by its folder (inside a DVC-cached output)
+    assert f"{live}/plots/metrics" in top and live in declared(STAGES["train"], "outs")
+
+
+def test_train_can_be_restored_from_the_run_cache():
+    """DVC saves a stage to its run-cache only when each of its uncached outputs is a metric or
+    a plot (``no_cache_outs`` in dvc/stage/__init__.py)."""
+    train = STAGES["train"]
+    uncached = [next(iter(o)) for o in train.get("outs", []) if isinstance(o, dict)
+                and next(iter(o.values())).get("cache") is False]
+    assert not uncached, f"train's uncached outs {uncached} keep it out of the run-cache: declare them as metrics or plots"
+    assert not any(isinstance(o, dict) and next(iter(o.values())).get("persist") for o in train.get("outs", []))
 
 
 def test_readme_graph_is_the_dag():
