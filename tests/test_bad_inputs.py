@@ -135,7 +135,8 @@ def test_a_5_mb_line_is_read_and_the_next_line_keeps_its_number(tmp_path, suffix
 def test_yaml_turns_stay_text_and_an_empty_turn_is_rejected():
     import yaml
 
-    from cubecore.data.corpora import Rejected, _yaml_turns
+    from cubecore.data.corpora import _yaml_turns
+    from cubecore.data.records import Rejected
 
     good, empty = yaml.compose("- - yes\n  - 42\n  - 2024-01-01\n- - Hello\n  -\n  - ~\n").value
     assert _yaml_turns(good) == ["yes", "42", "2024-01-01"]  # yaml.safe_load gives True, 42, a date

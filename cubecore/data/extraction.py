@@ -18,8 +18,9 @@ from cubecore.core.artifacts import Pairs
 from cubecore.core.config import Params, TeacherParams
 from cubecore.core.errors import CubecoreError
 from cubecore.core.paths import usable_dir
-from cubecore.data.corpora import TurnPair, load_corpus
+from cubecore.data.corpora import load_corpus
 from cubecore.data.embcache import EmbeddingCache, write_shard
+from cubecore.data.records import TurnPair
 from cubecore.data.teacher import FIDELITY_SAMPLE, Teacher
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from cubecore.core.config import DatasetParams
 from cubecore.core.errors import CubecoreError
-from cubecore.data.corpora import (
+from cubecore.data.records import (
     Corpus,
     Record,
     add_records,
