@@ -72,8 +72,11 @@ def train(params: Params, data_dir: str | Path, split_dir: str | Path, model_dir
             artifacts.write_json(tmp / "model.json", {"cube": as_dict(params.cube), "dim": dim, "mode": p.mode,
                                                       "teacher": data.teacher})
     speed = {**summary.pop("speed"), "resumed": summary.pop("resumed"), "processes": group.world}
+    # the best epoch's val figures are evaluate's cube on val (eval.json) and DVCLive's curves
+    # (data/train): kept out of this DVC metric, so `dvc exp show` stays narrow
     metrics = {"mode": p.mode, "init": p.init, "parameters": parameter_count(model),
-               "train_rows": len(splits["train"]), "val_rows": len(splits["val"]), **summary,
+               "train_rows": len(splits["train"]), "val_rows": len(splits["val"]),
+               **{k: v for k, v in summary.items() if not k.startswith("val_")},
                "reached_target_cosine": summary["val_cosine"] >= p.target_cosine,
                "within_memory_limit": speed["peak_memory_mb"] <= p.memory_limit_gb * 1024}
     log.info("train: %s %s", metrics, speed)
