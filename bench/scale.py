@@ -19,7 +19,8 @@ subprocess on the real library functions:
 Per stage it prints wall time and peak RSS (``ru_maxrss`` of that child from ``os.wait4``,
 in MB = 2^20 bytes; it counts file pages mapped and touched as well as allocated memory), then
 the growth factors from each size to the next, then each memory target (``TARGETS``: every
-stage <= 8 GB at any size, train <= 4 GB up to 1M pairs) as ``pass`` or ``FAIL``, and exits 1
+stage <= 8 GB at any size, train <= 4 GB up to 1M pairs) as ``pass``, ``FAIL`` or ``n/a``
+(no size it applies to), and exits 1
 when a stage misses one (or fails), so a run on any machine says whether the targets hold
 there. Nothing is written into the repository.
 
@@ -67,19 +68,19 @@ class Target:
 TARGETS = (Target(None, 8 * 1024), Target("train", 4 * 1024, 1_000_000))
 
 
-def verdicts(rows: list[dict]) -> list[tuple[str, bool]]:
-    """Each target as a line and whether every row it applies to meets it, then one line per
-    failed stage (a stage that did not finish meets no target)."""
+def verdicts(rows: list[dict]) -> list[tuple[str, str]]:
+    """``(status, line)`` per target: ``pass`` or ``FAIL`` by the largest peak among the rows it
+    applies to, ``n/a`` when none does; then a ``FAIL`` per stage that did not finish."""
     out = []
     for target in TARGETS:
-        rows_in = [r for r in rows if target.applies(r) and "failed" not in r["info"]]
-        worst = max(rows_in, key=lambda r: r["peak_rss_mb"], default=None)
+        judged = [r for r in rows if target.applies(r) and "failed" not in r["info"]]
+        worst = max(judged, key=lambda r: r["peak_rss_mb"], default=None)
         if worst is None:
-            out.append((f"{target}: no run to judge", False))
+            out.append(("n/a", f"{target}: no finished run it applies to"))
             continue
-        met = worst["peak_rss_mb"] <= target.limit_mb
-        out.append((f"{target}: largest {worst['peak_rss_mb']:,} MB ({worst['stage']} at {worst['size']:,} pairs)", met))
-    out += [(f"{r['stage']} at {r['size']:,} pairs failed: {r['info']['failed']}", False)
+        status = "pass" if worst["peak_rss_mb"] <= target.limit_mb else "FAIL"
+        out.append((status, f"{target}: largest {worst['peak_rss_mb']:,} MB ({worst['stage']} at {worst['size']:,} pairs)"))
+    out += [("FAIL", f"{r['stage']} at {r['size']:,} pairs failed: {r['info']['failed']}")
             for r in rows if "failed" in r["info"]]
     return out
 
@@ -257,9 +258,9 @@ def main() -> None:
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
     judged = verdicts(rows)
-    for line, met in judged:
-        print(f"{'pass' if met else 'FAIL'}  {line}")
-    sys.exit(0 if all(met for _, met in judged) else 1)
+    for status, line in judged:
+        print(f"{status:<4}  {line}")
+    sys.exit(1 if any(status == "FAIL" for status, _ in judged) else 0)
 
 
 if __name__ == "__main__":
