@@ -27,7 +27,8 @@ CHUNK = 1 << 13  # rows per read: 12 MB of float32 at dim 384
 
 def release(matrix: np.ndarray) -> None:
     """Drop the pages of ``matrix``'s memory map from this process's resident set (no-op for
-    an in-memory array)."""
+    an in-memory array): what reading through the map needs, which ``bench/memory.py`` compares
+    with ``gather``."""
     mapped = getattr(matrix, "_mmap", None)
     if mapped is not None and hasattr(mapped, "madvise"):
         mapped.madvise(mmap.MADV_DONTNEED)
