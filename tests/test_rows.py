@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from cubecore.core import artifacts
+from cubecore.core.errors import CubecoreError
 from cubecore.data import rows
 from cubecore.evaluation.baselines import Moments
 from cubecore.evaluation.nearest import nearest
@@ -37,6 +38,16 @@ def test_gather_equals_fancy_indexing_and_maps_nothing(tmp_path):
         grown.append(rss_file_kb() - before)
     assert max(grown) < 8_000  # 45 MB of scattered rows read: the map's pages never became resident
     np.testing.assert_array_equal(rows.gather(mapped[10:], ids[:50]), matrix[10:][ids[:50]])  # a view: indexed
+
+
+def test_a_truncated_file_is_an_error_naming_it(tmp_path):
+    artifacts.write_embeddings(tmp_path / "e.npy", np.ones((100, 8), dtype=np.float32))
+    mapped = artifacts.read_embeddings(tmp_path / "e.npy")
+    with open(tmp_path / "e.npy", "r+b") as file:  # cut after the map was made: row 99 is gone
+        file.truncate(mapped.offset + 99 * 32)
+    assert rows.gather(mapped, np.array([3, 98])).tolist() == [[1.0] * 8] * 2
+    with pytest.raises(CubecoreError, match=r"e\.npy: ends before row 99.*truncated"):
+        rows.gather(mapped, np.array([98, 99]))
 
 
 def test_mapped_rows_read_what_indexing_reads_and_stay_unresident(tmp_path):

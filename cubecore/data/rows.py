@@ -22,6 +22,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from cubecore.core.errors import CubecoreError
+
 CHUNK = 1 << 13  # rows per read: 12 MB of float32 at dim 384
 
 
@@ -38,7 +40,7 @@ def mapped_file(matrix: np.ndarray) -> str | None:
     """The file ``matrix`` maps whole (as ``np.load(mmap_mode=...)`` returns it), else None (an
     in-memory array, or a view of a map, whose offset in the file is not ``matrix.offset``)."""
     if isinstance(matrix.base, mmap.mmap) and matrix.flags.c_contiguous:
-        return matrix.filename
+        return getattr(matrix, "filename", None)
     return None
 
 
@@ -56,7 +58,9 @@ def gather(matrix: np.ndarray, ids: np.ndarray, fd: int | None = None) -> np.nda
     row_bytes = out.strides[0]
     starts = np.flatnonzero(np.diff(ids, prepend=-2) != 1).tolist()  # runs of consecutive rows
     for begin, end in zip(starts, starts[1:] + [len(ids)]):
-        os.preadv(fd, [out[begin:end]], matrix.offset + int(ids[begin]) * row_bytes)
+        if os.preadv(fd, [out[begin:end]], matrix.offset + int(ids[begin]) * row_bytes) < (end - begin) * row_bytes:
+            raise CubecoreError(f"{filename}: ends before row {int(ids[end - 1])}, which its header promises: "
+                                f"the file was truncated (re-run `dvc repro extract`)")
     return out.astype(np.float32, copy=False)
 
 
