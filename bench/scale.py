@@ -18,7 +18,11 @@ subprocess on the real library functions:
 
 Per stage it prints wall time and peak RSS (``ru_maxrss`` of that child from ``os.wait4``,
 in MB = 2^20 bytes; it counts file pages mapped and touched as well as allocated memory), then
-the growth factors from each size to the next. Nothing is written into the repository.
+the growth factors from each size to the next, then each memory target (``TARGETS``: every
+stage <= 8 GB at any size, train <= 4 GB up to 1M pairs) as ``pass``, ``FAIL`` or ``n/a``
+(no size it applies to), and exits 1
+when a stage misses one (or fails), so a run on any machine says whether the targets hold
+there. Nothing is written into the repository.
 
     .venv/bin/python bench/scale.py [--sizes 100000,300000,1000000] [--max-steps 50]
                                     [--queries 2048] [--out results.json]
@@ -33,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +47,42 @@ sys.path.insert(0, str(ROOT))  # the cubecore next to this script
 DIM = 384
 TURNS = 11  # texts per conversation: 10 pairs
 STAGES = ("filter", "split", "train", "evaluate")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Peak RSS of ``stage`` (None: every stage) at most ``limit_mb``, on corpora of up to
+    ``max_pairs`` pairs (None: any size)."""
+    stage: str | None
+    limit_mb: int
+    max_pairs: int | None = None
+
+    def applies(self, row: dict) -> bool:
+        return self.stage in (None, row["stage"]) and (self.max_pairs is None or row["size"] <= self.max_pairs)
+
+    def __str__(self) -> str:
+        size = "any size" if self.max_pairs is None else f"up to {self.max_pairs:,} pairs"
+        return f"{self.stage or 'every stage'} <= {self.limit_mb / 1024:g} GB peak RSS at {size}"
+
+
+TARGETS = (Target(None, 8 * 1024), Target("train", 4 * 1024, 1_000_000))
+
+
+def verdicts(rows: list[dict]) -> list[tuple[str, str]]:
+    """``(status, line)`` per target: ``pass`` or ``FAIL`` by the largest peak among the rows it
+    applies to, ``n/a`` when none does; then a ``FAIL`` per stage that did not finish."""
+    out = []
+    for target in TARGETS:
+        judged = [r for r in rows if target.applies(r) and "failed" not in r["info"]]
+        worst = max(judged, key=lambda r: r["peak_rss_mb"], default=None)
+        if worst is None:
+            out.append(("n/a", f"{target}: no finished run it applies to"))
+            continue
+        status = "pass" if worst["peak_rss_mb"] <= target.limit_mb else "FAIL"
+        out.append((status, f"{target}: largest {worst['peak_rss_mb']:,} MB ({worst['stage']} at {worst['size']:,} pairs)"))
+    out += [("FAIL", f"{r['stage']} at {r['size']:,} pairs failed: {r['info']['failed']}")
+            for r in rows if "failed" in r["info"]]
+    return out
 
 
 def generate(work: Path, pairs: int, seed: int = 0) -> None:
@@ -80,7 +121,10 @@ def run_stage(stage: str, work: Path, max_steps: int, queries: int) -> dict:
     """One stage in this process (the child); returns what it counted."""
     import torch
 
+    from cubecore.training.runtime import use_threads
+
     p = params(work)
+    use_threads(p.train.threads)  # as the train and evaluate stages do
     if stage == "generate":
         raise AssertionError("generate runs via --generate")
     if stage == "filter":
@@ -118,7 +162,7 @@ def run_stage(stage: str, work: Path, max_steps: int, queries: int) -> dict:
         key = run_key("cube", model, p.train, p.base.seed, capped, val, as_dict(p.cube))
         summary = Trainer(model, p.train, p.base.seed, key, name="cube").fit(capped, val, progress=False)
         return {"train_rows": len(train), "trained_rows": len(capped), "val_rows": len(val),
-                "val_cosine": round(summary["val_cosine"], 4)}
+                "val_cosine": round(summary["val_cosine"], 4), "threads": torch.get_num_threads()}
     if stage == "evaluate":
         from cubecore.core.stage import steady_heap
         from cubecore.evaluation.baselines import fit_ridge
@@ -154,6 +198,18 @@ def child(args: list[str]) -> tuple[float, float, dict]:
     return seconds, usage.ru_maxrss / 1024, json.loads(out.decode().strip().splitlines()[-1])
 
 
+def machine() -> str:
+    """The CPU model, core count, glibc version and torch threads (``train.threads``) of this run."""
+    import platform
+
+    info = Path("/proc/cpuinfo")
+    cpu = next((line.split(":", 1)[1].strip() for line in (info.read_text() if info.exists() else "").splitlines()
+                if line.startswith("model name")), platform.processor() or "unknown CPU")
+    libc = " ".join(platform.libc_ver()) or "no glibc"
+    threads = params(Path(tempfile.gettempdir())).train.threads or "torch's default"
+    return f"{cpu}, {os.cpu_count()} cores, {libc}, train.threads {threads}"
+
+
 def growth(rows: list[dict], sizes: list[int]) -> list[str]:
     lines = []
     for a, b in itertools.pairwise(sizes):
@@ -183,7 +239,7 @@ def main() -> None:
         print(json.dumps(run_stage(args.stage, Path(args.work), args.max_steps, args.queries)))
         return
     sizes = [int(s) for s in args.sizes.split(",")]
-    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}; peak RSS in MB (2^20 bytes)")
+    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}; {machine()}; peak RSS in MB (2^20 bytes)")
     rows = []
     for size in sizes:
         with tempfile.TemporaryDirectory(prefix="cubecore-scale-") as tmp:
@@ -201,6 +257,10 @@ def main() -> None:
         print("\n".join(growth(rows, sizes)))
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
+    judged = verdicts(rows)
+    for status, line in judged:
+        print(f"{status:<4}  {line}")
+    sys.exit(1 if any(status == "FAIL" for status, _ in judged) else 0)
 
 
 if __name__ == "__main__":

@@ -140,7 +140,7 @@ def test_all_good_exits_0(project):
                           capture_output=True, text=True, timeout=600)
     lines = done.stdout.splitlines()
     assert done.returncode == 0, done.stdout + done.stderr
-    assert [line.split()[0] for line in lines] == ["ok"] * 7, done.stdout
+    assert [line.split()[0] for line in lines] == ["ok"] * 8, done.stdout
     assert "Traceback" not in done.stderr
 
 
@@ -155,7 +155,7 @@ def doctor_exit(project, monkeypatch, path: str) -> int:
 def test_a_problem_exits_1(project, monkeypatch, capsys):
     assert doctor_exit(project, monkeypatch, str(project / "nothing")) == 1  # no python on PATH
     statuses = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert statuses == ["problem"] + ["ok"] * 6
+    assert statuses == ["problem"] + ["ok"] * 7
 
 
 def test_cannot_check_exits_2(project, monkeypatch, capsys):
@@ -163,7 +163,7 @@ def test_cannot_check_exits_2(project, monkeypatch, capsys):
     assert doctor_exit(project, monkeypatch, good_path(project)) == 2  # analytics: not a DVC repository
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].startswith("cannot check  dvc analytics: ")
-    assert [line.split()[0] for line in lines].count("ok") == 6
+    assert [line.split()[0] for line in lines].count("ok") == 7
 
 
 def test_make_doctor_checks_the_calling_shells_path(project):
@@ -177,3 +177,16 @@ def test_make_doctor_checks_the_calling_shells_path(project):
     assert done.returncode != 0, done.stdout
     python_line = next(line for line in done.stdout.splitlines() if "python" in line.split(":")[0])
     assert python_line.startswith("problem") and "source " in python_line, done.stdout
+
+
+def test_train_memory_reports_the_last_run_above_the_limit(tmp_path):
+    assert doctor.train_memory(tmp_path, 8).status == doctor.OK  # no run yet
+    speed = tmp_path / "metrics" / "speed" / "train.json"
+    speed.parent.mkdir(parents=True)
+    speed.write_text('{"train": {"peak_memory_mb": 1536.0, "stage_seconds": 9.0}}')
+    within = doctor.train_memory(tmp_path, 2)
+    assert within.status == doctor.OK and "peaked at 1.50 GB RSS (train.memory_limit_gb 2)" in within.detail
+    above = doctor.train_memory(tmp_path, 1)
+    assert above.status == doctor.PROBLEM and "train.memory_limit_gb 1)" in above.detail
+    speed.write_text('{"train": {}}')
+    assert doctor.train_memory(tmp_path, 8).status == doctor.CANNOT

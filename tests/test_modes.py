@@ -1,6 +1,7 @@
 """Training modes (cubecore.training.modes): one registry, each mode trains, its loss terms are as documented,
 and evaluation scores its further views."""
 import dataclasses
+import logging
 import re
 
 import numpy as np
@@ -158,6 +159,17 @@ def on_disk(tmp_path_factory):
     for name, rows in (("train", ids[:40]), ("val", ids[40:50]), ("test", ids[50:])):
         artifacts.write_pairs(split / f"{name}.tsv", artifacts.Pairs(rows, rows + n, ["c"] * len(rows), rows * 0))
     return root
+
+
+def test_train_warns_when_its_peak_passes_the_memory_limit(tmp_path, on_disk, caplog):
+    limit_gb = 0.01  # 10 MB: below what any Python process with torch holds
+    p = Params(cube=dataclasses.replace(CUBE, lattice=[4, 4, 4]),
+               train=TrainParams(epochs=1, batch_size=16, memory_limit_gb=limit_gb, checkpoint_dir=str(tmp_path / "ck")))
+    with caplog.at_level(logging.WARNING, logger="cubecore.training.run"):
+        metrics, speed = train(p, on_disk / "extract", on_disk / "split", tmp_path / "model", progress=False)
+    assert metrics["train"]["within_memory_limit"] is False
+    peak = speed["train"]["peak_memory_mb"]
+    assert caplog.messages == [f"train: peak RSS {peak:.0f} MB is above train.memory_limit_gb 0.01 (10 MB)"]
 
 
 @pytest.mark.parametrize("name, view", [("dual", "reconstruction"), ("bidirectional", "backward")])

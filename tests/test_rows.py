@@ -1,5 +1,5 @@
 """Bounded-memory reads and searches: chunked results equal the whole-matrix ones, and a
-memory-mapped matrix's pages leave the resident set once a chunk is used."""
+memory-mapped matrix's rows are read without its pages entering the resident set."""
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from cubecore.core import artifacts
+from cubecore.core.errors import CubecoreError
 from cubecore.data import rows
 from cubecore.evaluation.baselines import Moments
 from cubecore.evaluation.nearest import nearest
@@ -22,16 +23,31 @@ def rss_file_kb() -> int:
     pytest.skip("no RssFile in /proc/self/status")
 
 
-def test_gather_equals_fancy_indexing_and_releases_the_map(tmp_path):
+def test_gather_equals_fancy_indexing_and_maps_nothing(tmp_path):
     matrix = np.random.default_rng(0).standard_normal((40_000, 384), dtype=np.float32)  # 61 MB
     artifacts.write_embeddings(tmp_path / "e.npy", matrix)
     mapped = artifacts.read_embeddings(tmp_path / "e.npy")
     ids = np.random.default_rng(1).permutation(len(matrix))[:30_000]
+    ids[100:5_000] = np.arange(7_000, 11_900)  # a run of consecutive rows, read in one call
+    np.testing.assert_array_equal(rows.gather(mapped, ids[:64]), matrix[ids[:64]])  # code paths run once
     before = rss_file_kb()
-    out = rows.gather(mapped, ids, chunk=4096)
-    np.testing.assert_array_equal(out, matrix[ids])
-    assert rss_file_kb() - before < 20_000  # the 61 MB map touched throughout, then released
-    assert np.asarray(mapped[ids[:5]]).tolist() == matrix[ids[:5]].tolist()  # still readable
+    np.testing.assert_array_equal(rows.gather(mapped, ids), matrix[ids])
+    grown = []
+    for start, chunk in rows.chunks(mapped, ids, chunk=4096):  # measured while each chunk is in use
+        np.testing.assert_array_equal(chunk, matrix[ids[start:start + len(chunk)]])
+        grown.append(rss_file_kb() - before)
+    assert max(grown) < 8_000  # 45 MB of scattered rows read: the map's pages never became resident
+    np.testing.assert_array_equal(rows.gather(mapped[10:], ids[:50]), matrix[10:][ids[:50]])  # a view: indexed
+
+
+def test_a_truncated_file_is_an_error_naming_it(tmp_path):
+    artifacts.write_embeddings(tmp_path / "e.npy", np.ones((100, 8), dtype=np.float32))
+    mapped = artifacts.read_embeddings(tmp_path / "e.npy")
+    with open(tmp_path / "e.npy", "r+b") as file:  # cut after the map was made: row 99 is gone
+        file.truncate(mapped.offset + 99 * 32)
+    assert rows.gather(mapped, np.array([3, 98])).tolist() == [[1.0] * 8] * 2
+    with pytest.raises(CubecoreError, match=r"e\.npy: ends before row 99.*truncated"):
+        rows.gather(mapped, np.array([98, 99]))
 
 
 def test_mapped_rows_read_what_indexing_reads_and_stay_unresident(tmp_path):
@@ -40,12 +56,13 @@ def test_mapped_rows_read_what_indexing_reads_and_stay_unresident(tmp_path):
     ids = np.random.default_rng(1).integers(0, len(matrix), 30_000)
     train = rows.MappedRows(artifacts.read_embeddings(tmp_path / "e.npy"), ids)
     assert len(train) == 30_000 and train.shape == (30_000, 384)
+    assert torch.equal(train[:64], torch.from_numpy(matrix[ids[:64]]))  # code paths run once
     before = rss_file_kb()
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
     for start in range(0, len(order), 64):  # an epoch of batches, read from the map
         batch = order[start:start + 64]
         assert torch.equal(train[batch], torch.from_numpy(matrix[ids[batch.numpy()]]))
-    assert rss_file_kb() - before < 20_000  # the whole map was read, then released as it went
+        assert rss_file_kb() - before < 8_000  # the whole file is read, none of it mapped
     assert torch.equal(train[5:9], torch.from_numpy(matrix[ids[5:9]]))
     assert torch.equal(torch.cat(list(rows.blocks(train, chunk=7_000))), train[:])
     assert torch.equal(torch.cat(list(rows.blocks(train[:], chunk=7_000))), train[:])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import math
 import os
 import shutil
@@ -146,6 +147,22 @@ def analytics(root: Path, env: Mapping[str, str]) -> Check:
                                            "DVC_NO_ANALYTICS=1")
 
 
+def train_memory(root: Path, limit_gb: float) -> Check:
+    """Did the last ``train`` run (``metrics/speed/train.json``) stay within ``train.memory_limit_gb``?"""
+    speed = root / "metrics" / "speed" / "train.json"
+    if not speed.exists():
+        return Check("train memory", OK, f"no train run recorded yet ({speed.relative_to(root)})")
+    try:
+        peak_mb = float(json.loads(speed.read_text(encoding="utf-8"))["train"]["peak_memory_mb"])
+    except (ValueError, KeyError, TypeError) as exc:
+        return Check("train memory", CANNOT, f"{speed}: no train.peak_memory_mb in it ({exc!r})")
+    figures = f"the last train run peaked at {peak_mb / 1024:.2f} GB RSS (train.memory_limit_gb {limit_gb:g})"
+    if peak_mb > limit_gb * 1024:
+        return Check("train memory", PROBLEM, f"{figures}: above the limit on this machine (docs/benchmarks.md, "
+                                              f"\"Scale\", says what grows with the corpus)")
+    return Check("train memory", OK, figures)
+
+
 def checks(root: Path, params_path: str, env: Mapping[str, str]):
     """Every check in turn, cheap ones first (a generator, so each line can print as it finishes)."""
     yield python(root, env.get("PATH"))
@@ -154,11 +171,12 @@ def checks(root: Path, params_path: str, env: Mapping[str, str]):
         params = load_params(params_path)
     except CubecoreError as exc:
         yield Check("params", PROBLEM, str(exc))
-        for name in ("cache", "cache sharing", "corpus", "teacher", "lattice"):
+        for name in ("cache", "cache sharing", "train memory", "corpus", "teacher", "lattice"):
             yield Check(name, CANNOT, f"{params_path} did not load")
         return
     yield cache_writable(root, params.base.cache_dir)
     yield cache_shared(params.base.cache_dir)
+    yield train_memory(root, params.train.memory_limit_gb)
     yield corpus(params.data)
     yield teacher(params.teacher)
     yield lattice(params.cube, params.teacher.model)
@@ -175,6 +193,7 @@ def run(args: argparse.Namespace) -> None:
 
 def add_parser(commands) -> None:
     parser = commands.add_parser("doctor",
-                                 help="check this machine: teacher, lattice, corpus, python, cache, DVC analytics")
+                                 help="check this machine: teacher, lattice, corpus, python, cache, DVC analytics, "
+                                      "the last train run's memory")
     parser.add_argument("--params", default="params.yaml", help="the params file to check (default: %(default)s)")
     parser.set_defaults(run=run)

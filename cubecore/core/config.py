@@ -291,7 +291,8 @@ class TrainParams(Section):
     target_cosine: Float = Field(0.8, ge=-1, le=1, description="the seed's Q→A goal; reported as "
                                                                "`reached_target_cosine`, not enforced")
     memory_limit_gb: Float = Field(8.0, gt=0, description="the seed's memory limit; reported as `within_memory_limit` "
-                                                          "(peak RSS), not enforced")
+                                                          "(peak RSS), not enforced: the train log warns and "
+                                                          "`doctor` reports a run above it")
     loss: LossParams = Field(default_factory=LossParams)
     autoencoder: AutoencoderParams = Field(default_factory=AutoencoderParams)
     dual: DualParams = Field(default_factory=DualParams)

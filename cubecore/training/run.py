@@ -80,6 +80,9 @@ def train(params: Params, data_dir: str | Path, split_dir: str | Path, model_dir
                "reached_target_cosine": summary["val_cosine"] >= p.target_cosine,
                "within_memory_limit": speed["peak_memory_mb"] <= p.memory_limit_gb * 1024}
     log.info("train: %s %s", metrics, speed)
+    if not metrics["within_memory_limit"]:
+        log.warning("train: peak RSS %.0f MB is above train.memory_limit_gb %g (%.0f MB)",
+                    speed["peak_memory_mb"], p.memory_limit_gb, p.memory_limit_gb * 1024)
     return {"train": metrics}, {"train": speed}
 
 
