@@ -52,8 +52,8 @@ class Mutant:
     equivalent: str = ""  # why it cannot change any output (expected to survive)
 
 
-E, F, B, M, BL, G = (f"cubecore/{m}.py" for m in ("evaluation", "frontier", "bootstrap", "metrics", "baselines",
-                                                    "gates"))
+E, F, B, M, BL, G = (f"cubecore/{m}.py" for m in ("evaluation/run", "core/frontier", "evaluation/bootstrap",
+                                                    "evaluation/scoring", "evaluation/baselines", "core/gates"))
 
 MUTANTS = [
     # --- evaluation.py: what is chosen on val, the blend points, the paired bootstrap -----------------
