@@ -197,9 +197,10 @@ def ceiling(params: Params, data_dir: str | Path, split_dir: str | Path, progres
         return {"ceiling": {"skipped": True}}, {"ceiling": {}}
     import torch
 
+    from cubecore.training.runtime import use_threads  # torch only when enabled
+
     started = time.perf_counter()
-    if params.train.threads:  # as cubecore.training.loop.use_threads (not imported: it would make the
-        torch.set_num_threads(params.train.threads)  # trainer's modules code deps of this costly stage)
+    use_threads(params.train.threads)
     data_dir, split_dir = Path(data_dir), Path(split_dir)
     texts = artifacts.read_texts(data_dir / "texts.jsonl")
     report = "test" if params.split.test_fraction > 0 else "val"
