@@ -11,7 +11,12 @@ more comma-separated ``key=value``; values are YAML). Runs: the default, each de
 twin of each with ``cube.steps=0`` (``--no-twins`` skips them). At 0 steps no rule runs, so a
 twin that differs from another only in ``cube.update`` is the same function and the same
 training: it is trained once. Models and checkpoints go under ``--work`` (never into the
-project); ``train.checkpoint_dir`` is overridden to ``<work>/checkpoints``.
+project); ``train.checkpoint_dir`` is overridden to ``<work>/checkpoints``. Each run keeps its
+model and its row in ``<work>/runs/<run>-<digest>/`` (the digest covers its effective params and
+``--data`` / ``--split``), so a study run again with the same ``--work`` resumes: a finished run
+is not trained or evaluated again, only its test predictions are recomputed for the pairings.
+Runs may thus be spread over several processes sharing ``--work``, and one last command with
+every design assembles them into one table.
 
 One row per run, on the report split (test): parameters; the trivial (``alpha*x + c``) and
 general (``W x + c``) affine fits' R² to the cube's outputs (fitted on train rows); the cube's
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import logging
 import re
@@ -43,6 +49,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cubecore.core.artifacts import write_json  # noqa: E402
 from cubecore.core.config import load_params  # noqa: E402
 from cubecore.core.lineup import BASELINES  # noqa: E402
 from cubecore.evaluation.anatomy import lattice_steps  # noqa: E402
@@ -70,8 +77,8 @@ def parse_sets(text: str) -> dict:
     return out
 
 
-def with_overrides(raw: dict, overrides: dict, path: Path):
-    """``raw`` params with the dotted ``overrides`` set, written to ``path`` and loaded (validated)."""
+def with_overrides(raw: dict, overrides: dict) -> dict:
+    """A copy of ``raw`` params with the dotted ``overrides`` set."""
     raw = copy.deepcopy(raw)
     for key, value in overrides.items():
         section = raw
@@ -79,8 +86,17 @@ def with_overrides(raw: dict, overrides: dict, path: Path):
         for part in parents:
             section = section.setdefault(part, {})
         section[leaf] = value
-    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-    return load_params(path)
+    return raw
+
+
+def run_dir(work: Path, name: str, raw: dict, data: Path, split: Path) -> Path:
+    """``<work>/runs/<name>-<digest>``: the digest covers the run's params (but not where its
+    checkpoints go) and its data, so a changed param or dataset never reuses an old run."""
+    params = {**raw, "train": {k: v for k, v in raw.get("train", {}).items() if k != "checkpoint_dir"}}
+    identity = json.dumps([params, str(data.resolve()), str(split.resolve())], sort_keys=True, default=str)
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
+    slug = re.sub(r"[^\w.=-]+", "_", name)
+    return work / "runs" / f"{slug}-{digest}"
 
 
 def run_name(overrides: dict) -> str:
@@ -135,6 +151,33 @@ def fmt_delta(delta: dict | None) -> str:
     return " / ".join(f"{delta[m]['value']:+.4f} [{delta[m]['low']:+.4f}, {delta[m]['high']:+.4f}]" for m in METRICS)
 
 
+def train_and_evaluate(params, data: Path, split: Path, model_dir: Path, design: dict) -> dict:
+    """Train one run into ``model_dir`` and evaluate it: its row of the study, on the report split."""
+    start = time.perf_counter()
+    train_metrics, _ = train(params, data, split, model_dir, progress=False)
+    trained = time.perf_counter() - start
+    metrics = evaluate(params, data, split, model_dir).metrics
+    report = metrics["confidence"]["split"]
+    anatomy, frontier = metrics["anatomy"][report], metrics["frontier"][report]
+    return {
+        "overrides": design, "split": report, "parameters": metrics["setup"]["cube_parameters"],
+        "best_epoch": train_metrics["train"].get("best_epoch"), "epochs": params.train.epochs,
+        "train_seconds": round(trained, 1),
+        "trivial_r2": anatomy["trivial"]["r2"], "general_r2": anatomy["general"]["r2"],
+        "alpha": metrics["anatomy"]["alpha"], "step_share": anatomy["step_share"],
+        "cube": {m: metrics["cube"][report][m] for m in METRICS},
+        "lattice_off": anatomy["lattice_off"],
+        "frontier_margin": metrics["confidence"]["frontier_margin"],
+        "dominated": frontier["dominated"], "dominated_by": frontier["dominated_by"][:5],
+        "cube_vs_best_baseline": metrics["cube_vs_best_baseline"][report],
+        "best_baseline": metrics["setup"]["best_baseline"],
+        "baselines": {name: {m: metrics[name][report][m] for m in METRICS} for name in BASELINES},
+        "mlp_parameters": metrics["setup"]["mlp_parameters"],
+        "affine_r2_limit": params.evaluate.affine_r2_limit, "seed": params.base.seed,
+        "resamples": params.evaluate.bootstrap,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
@@ -174,47 +217,31 @@ def main() -> None:
     values: dict[str, dict] = {}
     test_rows = None
     for name, design, twin in runs:
-        params = with_overrides(raw, {**shared, **design}, work / f"params-{len(results)}.yaml")
-        model_dir = work / "models" / f"run-{len(results)}"
-        start = time.perf_counter()
-        train_metrics, _ = train(params, args.data, args.split, model_dir, progress=False)
-        trained = time.perf_counter() - start
-        metrics = evaluate(params, args.data, args.split, model_dir).metrics
-        report = metrics["confidence"]["split"]
+        run_raw = with_overrides(raw, {**shared, **design})
+        directory = run_dir(work, name, run_raw, args.data, args.split)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "params.yaml").write_text(yaml.safe_dump(run_raw, sort_keys=False), encoding="utf-8")
+        params = load_params(directory / "params.yaml")
+        model_dir, row_file = directory / "model", directory / "row.json"
+        finished = row_file.exists()
+        row = (json.loads(row_file.read_text(encoding="utf-8")) if finished
+               else train_and_evaluate(params, args.data, args.split, model_dir, design))
         if test_rows is None:
             mode = get_mode(params.train.mode)
             _, splits = load_split(args.data, args.split, mode.pairing, mode.pairing.input_noise(params.train),
-                                   params.base.seed, ("train", "val", report))
-            test_rows = splits[report]
+                                   params.base.seed, ("train", "val", row["split"]))
+            test_rows = splits[row["split"]]
         model, _ = load_model(model_dir)
         values[name] = {"cube": row_values(model, test_rows)}
         with lattice_steps(model, 0):
             values[name]["lattice_off"] = row_values(model, test_rows)
-        seed, resamples = params.base.seed, params.evaluate.bootstrap
-        anatomy = metrics["anatomy"][report]
-        frontier = metrics["frontier"][report]
-        row = {
-            "run": name, "overrides": design, "parameters": metrics["setup"]["cube_parameters"],
-            "best_epoch": train_metrics["train"].get("best_epoch"), "epochs": params.train.epochs,
-            "train_seconds": round(trained, 1),
-            "trivial_r2": anatomy["trivial"]["r2"], "general_r2": anatomy["general"]["r2"],
-            "alpha": metrics["anatomy"]["alpha"], "step_share": anatomy["step_share"],
-            "cube": {m: metrics["cube"][report][m] for m in METRICS},
-            "lattice_off": anatomy["lattice_off"],
-            "cube_minus_lattice_off": paired(values[name]["cube"], values[name]["lattice_off"], resamples, seed)
-            if params.cube.steps else None,
-            "twin": twin,
-            "frontier_margin": metrics["confidence"]["frontier_margin"],
-            "dominated": frontier["dominated"], "dominated_by": frontier["dominated_by"][:5],
-            "cube_vs_best_baseline": metrics["cube_vs_best_baseline"][report],
-            "best_baseline": metrics["setup"]["best_baseline"],
-            "baselines": {name: {m: metrics[name][report][m] for m in METRICS} for name in BASELINES},
-            "mlp_parameters": metrics["setup"]["mlp_parameters"],
-            "affine_r2_limit": params.evaluate.affine_r2_limit, "seed": seed, "resamples": resamples,
-        }
-        results[name] = row
-        print(f"done {name}: train {trained:.0f} s, best epoch {row['best_epoch']}, cube {row['cube']}, "
-              f"trivial R² {row['trivial_r2']}", flush=True)
+        row["cube_minus_lattice_off"] = (paired(values[name]["cube"], values[name]["lattice_off"], row["resamples"],
+                                                row["seed"]) if params.cube.steps else None)
+        if not finished:
+            write_json(row_file, row)
+        results[name] = {"run": name, **row, "twin": twin}
+        print(f"{'reused' if finished else 'done'} {name} ({directory}): train {row['train_seconds']:.0f} s, "
+              f"best epoch {row['best_epoch']}, cube {row['cube']}, trivial R² {row['trivial_r2']}", flush=True)
 
     for name, row in results.items():
         twin = row["twin"]
