@@ -186,3 +186,13 @@ def test_info_json_holds_every_file(project, monkeypatch, capsys):
 def test_info_before_the_pipeline_ran(tmp_path, monkeypatch, capsys):
     code, _, err = in_process(tmp_path, monkeypatch, capsys, "info")
     assert code == 1 and "models/cube/model.json: not found" in one_error_line(err)
+
+
+def test_a_reader_that_stops_early_ends_the_output_quietly():
+    """``python -m cubecore info --json | head`` exits 0 without a BrokenPipeError traceback."""
+    script = "from cubecore.core.stage import main_guard\nmain_guard(lambda: [print('line', i) for i in range(10 ** 6)])()"
+    writer = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert writer.stdout.read(100).startswith(b"line 0\n")
+    writer.stdout.close()
+    assert writer.wait(timeout=120) == 0
+    assert writer.stderr.read() == b""

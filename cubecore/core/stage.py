@@ -6,6 +6,7 @@ import ctypes
 import ctypes.util
 import functools
 import logging
+import os
 import sys
 import time
 
@@ -28,7 +29,8 @@ def write_speed(path: str, speed: dict) -> None:
 
 
 def main_guard(main):
-    """Run ``main``; a CubecoreError prints ``error: <message>`` on one line and exits 1."""
+    """Run ``main``; a CubecoreError prints ``error: <message>`` on one line and exits 1. A reader
+    that stops early (``| head``) ends the output quietly, as Unix tools do."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
@@ -40,6 +42,9 @@ def main_guard(main):
         except CubecoreError as exc:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(1)
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            sys.exit(0)
 
     return wrapper
 
