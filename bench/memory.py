@@ -11,8 +11,12 @@ own data (``data/extract``, ``data/split`` and ``models/cube`` of a ``dvc repro`
   and, for the reason the steady heap is kept out of training, the cube's training steps
   (``bench/train.py``'s step: params.yaml's cube and batch, fp32) in two fresh processes with
   and without it: samples/s.
+- **the ceiling's heap** (``--ceiling-pairs N``, off by default: minutes per process): the
+  ``ceiling`` stage fine-tuning the teacher on N train pairs in three fresh processes, with
+  glibc's default heap, with ``stage.steady_heap`` and with ``malloc_trim(0)`` before every
+  step: fine-tune seconds, peak RSS and the fine-tuned MRR (the same in all three).
 
-    .venv/bin/python bench/memory.py [--root .] [--batches 2000]
+    .venv/bin/python bench/memory.py [--root .] [--batches 2000] [--ceiling-pairs 960]
 """
 from __future__ import annotations
 
@@ -102,8 +106,32 @@ def train_child(root: Path, steady: bool, steps: int = 100) -> dict:
     return {"samples_per_second": round(max(rate(step, steps) for _ in range(3)) * batch, 1)}
 
 
-def child(root: Path, mode: str) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--root", str(root), "--child", mode], cwd=ROOT,
+def ceiling_child(root: Path, heap: str, pairs: int) -> dict:
+    """Run in a fresh process: the ``ceiling`` stage on ``pairs`` train pairs with glibc's
+    default heap, the steady heap, or ``malloc_trim(0)`` before every fine-tuning step."""
+    import ctypes
+    import dataclasses
+
+    from cubecore.core.config import load_params
+    from cubecore.core.machine import peak_memory_mb
+    from cubecore.core.stage import steady_heap
+    from cubecore.evaluation import ceiling
+
+    if heap == "steady":
+        steady_heap()
+    elif heap == "trim":
+        trim, loss = ctypes.CDLL("libc.so.6").malloc_trim, ceiling.in_batch_loss
+        ceiling.in_batch_loss = lambda *args, **kwargs: (trim(0), loss(*args, **kwargs))[1]
+    params = load_params(root / "params.yaml")
+    params = dataclasses.replace(params, ceiling=dataclasses.replace(params.ceiling, enabled=True, max_train_pairs=pairs))
+    metrics, speed = ceiling.ceiling(params, root / "data/extract", root / "data/split", progress=False)
+    report = metrics["ceiling"]["split"]
+    return {"fine_tune_seconds": speed["ceiling"]["fine_tune_seconds"], "peak_rss_mb": round(peak_memory_mb()),
+            "mrr": metrics["ceiling"][report]["mrr"]}
+
+
+def child(root: Path, mode: str, *extra: str) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--root", str(root), "--child", mode, *extra], cwd=ROOT,
                           capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -112,10 +140,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", default=".", help="project directory after `dvc repro`")
     parser.add_argument("--batches", type=int, default=2000)
-    parser.add_argument("--child", choices=["steady", "default", "train-steady", "train-default"],
+    parser.add_argument("--ceiling-pairs", type=int, default=0, help="also the ceiling's heap, on N train pairs")
+    parser.add_argument("--child", choices=["steady", "default", "train-steady", "train-default",
+                                            "ceiling-default", "ceiling-steady", "ceiling-trim"],
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     root = Path(args.root).resolve()
+    if args.child and args.child.startswith("ceiling-"):
+        print(json.dumps(ceiling_child(root, args.child.removeprefix("ceiling-"), args.ceiling_pairs)))
+        return
     if args.child:
         run = train_child if args.child.startswith("train-") else evaluate_child
         print(json.dumps(run(root, args.child.endswith("steady"))))
@@ -135,6 +168,11 @@ def main() -> None:
     for mode in ("default", "steady"):
         heap = "steady_heap" if mode == "steady" else "glibc default"
         print(f"cube training {heap:<27s} {child(root, f'train-{mode}')['samples_per_second']:8.1f} samples/s")
+    if args.ceiling_pairs:
+        for heap, name in (("default", "glibc default"), ("steady", "steady_heap"), ("trim", "malloc_trim every step")):
+            figures = child(root, f"ceiling-{heap}", "--ceiling-pairs", str(args.ceiling_pairs))
+            print(f"ceiling      {name:<28s} {figures['fine_tune_seconds']:8.1f} s fine-tune  "
+                  f"peak RSS {figures['peak_rss_mb']:,} MB  MRR {figures['mrr']}")
 
 
 if __name__ == "__main__":
